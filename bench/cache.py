@@ -1,0 +1,135 @@
+"""Content-addressed, on-disk store of float32 embeddings.
+
+A *namespace* is everything that changes a vector except the text: model, revision, backend,
+compute dtype, max length, prompt and role. Inside it, each vector is found by the SHA-256 of its
+text. Vectors are written in chunks as soon as they are encoded, each chunk atomically (temp file
+and rename) with a checksum, so a killed run loses at most the chunk in flight and a corrupted
+chunk is detected, discarded and recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 2
+
+
+def text_digest(text: str) -> bytes:
+    """SHA-256 of a text's UTF-8 bytes (32 raw bytes)."""
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _checksum(digests: np.ndarray, vectors: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(digests).tobytes())
+    h.update(np.ascontiguousarray(vectors).tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class Chunk:
+    digests: np.ndarray  # (n, 32) uint8 (not "S32": numpy strips trailing NUL bytes from those)
+    vectors: np.ndarray  # (n, dim) float32
+    seconds: float  # wall time the backend spent encoding this chunk
+
+
+class Namespace:
+    """The vectors of one (model, revision, backend, dtype, max length, prompt, role)."""
+
+    def __init__(self, root: Path, key: Mapping[str, object]) -> None:
+        blob = json.dumps({"format": FORMAT_VERSION, **key}, sort_keys=True)
+        self.key = dict(key)
+        self.id = hashlib.sha256(blob.encode()).hexdigest()[:24]
+        self.path = root / "embeddings" / self.id
+
+    def _chunk_paths(self) -> list[Path]:
+        return sorted(self.path.glob("chunk-*.npz"))
+
+    def _read(self, path: Path) -> Chunk | None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                chunk = Chunk(data["digests"], data["vectors"], float(data["seconds"]))
+                stored = str(data["checksum"])
+            ok = stored == _checksum(chunk.digests, chunk.vectors)
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            log.debug("unreadable cache chunk %s: %s", path, exc)
+            ok = False
+        if not ok:
+            log.warning("cache chunk %s is corrupted (bad checksum); discarding it", path.name)
+            path.unlink(missing_ok=True)
+            return None
+        return chunk
+
+    def lookup(self, digests: Iterable[bytes]) -> tuple[dict[bytes, np.ndarray], float]:
+        """Vectors found for ``digests``, and the encode seconds recorded for the chunks used."""
+        wanted = set(digests)
+        found: dict[bytes, np.ndarray] = {}
+        seconds = 0.0
+        for path in self._chunk_paths():
+            chunk = self._read(path)
+            if chunk is None:
+                continue
+            keys = [row.tobytes() for row in chunk.digests]
+            hits = [i for i, d in enumerate(keys) if d in wanted]
+            for i in hits:
+                found[keys[i]] = chunk.vectors[i]
+            if hits:
+                seconds += chunk.seconds * len(hits) / len(chunk.digests)
+        return found, seconds
+
+    def store(self, digests: Sequence[bytes], vectors: np.ndarray, seconds: float) -> None:
+        """Persist one encoded chunk atomically."""
+        arr = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(len(digests), 32)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        name = hashlib.sha256(arr.tobytes()).hexdigest()[:24]
+        if not (self.path / "namespace.json").exists():
+            atomic_write_bytes(self.path / "namespace.json", json.dumps(self.key, indent=1).encode())
+        buffer = _npz_bytes(
+            digests=arr, vectors=vectors, seconds=np.float64(seconds),
+            checksum=np.array(_checksum(arr, vectors)),
+        )  # fmt: skip
+        atomic_write_bytes(self.path / f"chunk-{name}.npz", buffer)
+
+
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+class EmbeddingCache:
+    """The cache root; hands out namespaces."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def namespace(self, key: Mapping[str, object]) -> Namespace:
+        return Namespace(self.root, key)

@@ -1,0 +1,140 @@
+"""Command line: ``bench run | report | ls``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from bench.errors import BenchError, InputError
+
+EPILOG = """\
+quick start:
+  bench run                              the default sweep: MiniLM on SciFact, 4 dims x 6 precisions
+  bench run --limit 20 --dims 384,64     a smoke run on 20 queries
+  bench run tasks/sweeps/default.yaml --precisions float32,binary-rescore
+  bench report results/<run-id>          tables and plots from a finished run
+  bench ls tasks | bench ls models
+"""
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors exit 2 with one line, like InputError
+        self.print_usage(sys.stderr)
+        raise SystemExit(f"bench: error: {message}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Benchmark text-embedding models: quality "
+                     "across MRL dimensions and precisions, from one encode.", epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a sweep (the bundled default without CONFIG)")
+    run.add_argument("config", nargs="?", type=Path, help="sweep YAML (default: tasks/sweeps/default.yaml)")
+    run.add_argument("--models", type=_str_list, help="override: comma-separated model names")
+    run.add_argument("--tasks", type=_str_list, help="override: comma-separated task names")
+    run.add_argument("--backends", type=_str_list, help="override: e.g. torch,torch-cuda-bfloat16")
+    run.add_argument("--dims", type=_int_list, help="override: e.g. 384,256,128,64")
+    run.add_argument("--precisions", type=_str_list, help="override: e.g. float32,int8,binary")
+    run.add_argument("--batch-size", type=int)
+    run.add_argument("--top-k", type=int, help="documents retrieved per query (default 1000)")
+    run.add_argument("--rescore-multiplier", type=int, help="binary-rescore candidates = top-k x this")
+    run.add_argument("--limit", type=int, help="smoke run: only the first N judged queries")
+    run.add_argument("--output-dir", type=Path, help="where run folders go (default results/)")
+    run.add_argument("--cache-dir", type=Path, help="embedding cache (default ~/.cache/bench)")
+    run.add_argument("--run-id", help="name the run folder; an existing one resumes")
+    run.add_argument("--tasks-dir", type=Path, help="task/model definitions (default tasks/)")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="tables and plots from a finished run")
+    report.add_argument("run_dir", type=Path)
+    report.set_defaults(func=cmd_report)
+
+    ls = sub.add_parser("ls", help="list known tasks or models")
+    ls.add_argument("what", choices=["tasks", "models"])
+    ls.add_argument("--tasks-dir", type=Path)
+    ls.set_defaults(func=cmd_ls)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench import report, runner
+    from bench.config import load_config, parse_precision, with_overrides
+    from bench.encoders import parse_backend
+
+    config = with_overrides(
+        load_config(args.config),
+        models=args.models, tasks=args.tasks, dims=args.dims,
+        backends=tuple(parse_backend(b, "--backends") for b in args.backends) if args.backends else None,
+        precisions=tuple(parse_precision(p, "--precisions") for p in args.precisions) if args.precisions else None,
+        batch_size=_at_least_one(args.batch_size, "--batch-size"), top_k=_at_least_one(args.top_k, "--top-k"),
+        rescore_multiplier=_at_least_one(args.rescore_multiplier, "--rescore-multiplier"),
+        limit=_at_least_one(args.limit, "--limit"), output_dir=args.output_dir, cache_dir=args.cache_dir,
+    )  # fmt: skip
+    run_dir = runner.run(config, tasks_dir=args.tasks_dir, run_id=args.run_id)
+    print(report.render(run_dir))
+    print(f"results: {run_dir}")
+    return 0
+
+
+def _at_least_one(value: int | None, flag: str) -> int | None:
+    if value is not None and value < 1:
+        raise InputError(f"{flag} must be at least 1, got {value}")
+    return value
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench import report
+
+    print(report.render(args.run_dir))
+    print(f"written: {args.run_dir / 'table.md'}, {args.run_dir / 'plots'}/")
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from bench.models import model_registry
+    from bench.tasks import task_registry
+
+    if args.what == "tasks":
+        for name in (reg := task_registry(args.tasks_dir)):
+            spec = reg.get(name)
+            print(f"{name}\t{spec.source}\tsplit={spec.split}\tmain={spec.main_score}\t{spec.license}")
+    else:
+        for name in (reg := model_registry(args.tasks_dir)):
+            spec = reg.get(name)
+            print(f"{name}\t{spec.name}@{spec.revision[:10]}\tdim={spec.dim}\tmax_length={spec.max_length}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bench: interrupted; finished cells and cached embeddings are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

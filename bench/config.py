@@ -1,0 +1,111 @@
+"""Sweep configurations: YAML files (``tasks/sweeps/*.yaml``) validated into ``SweepConfig``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bench.encoders import parse_backend
+from bench.errors import InputError, unknown
+from bench.models import model_registry
+from bench.tasks import default_tasks_dir, task_registry
+from bench.types import Precision, SweepConfig
+from bench.yamlio import LineDict, check_keys, load_yaml, require_mapping, typed
+
+SWEEP_KEYS = (
+    "name", "models", "tasks", "backends", "dims", "precisions", "batch_size", "top_k",
+    "rescore_multiplier", "output_dir", "cache_dir", "seed", "limit",
+)  # fmt: skip
+
+
+def default_cache_dir() -> Path:
+    """``$BENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/bench``, else ``~/.cache/bench``."""
+    if os.environ.get("BENCH_CACHE_DIR"):
+        return Path(os.environ["BENCH_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "bench"
+
+
+def default_config_path() -> Path:
+    return default_tasks_dir() / "sweeps" / "default.yaml"
+
+
+def parse_precision(value: Any, where: str) -> Precision:
+    names = [p.value for p in Precision]
+    if value not in names:
+        raise InputError(f"{where}: {unknown('precision', str(value), names)}")
+    return Precision(value)
+
+
+def _list(raw: LineDict, key: str, default: list | None = None) -> list:
+    value = raw.get(key, default)
+    if value is None:
+        raise InputError(f"{raw.where()}: missing required key {key!r}")
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise InputError(f"{raw.where(key)}: {key} must not be empty")
+    return items
+
+
+def _positive(raw: LineDict, key: str, default: int | None) -> int | None:
+    value = typed(raw, key, int, default)
+    if value is not None and value < 1:
+        raise InputError(f"{raw.where(key)}: {key} must be at least 1, got {value}")
+    return value
+
+
+def config_from_mapping(raw: LineDict) -> SweepConfig:
+    """Validate a parsed sweep mapping (types, names, ranges) into a ``SweepConfig``."""
+    check_keys(raw, SWEEP_KEYS, required=("models", "tasks", "dims", "precisions"))
+    dims = _list(raw, "dims")
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, int):
+            raise InputError(f"{raw.where('dims')}: dimensions must be integers, got {d!r}")
+    return SweepConfig(
+        name=str(typed(raw, "name", str, "sweep")),
+        models=tuple(str(m) for m in _list(raw, "models")),
+        tasks=tuple(str(t) for t in _list(raw, "tasks")),
+        backends=tuple(parse_backend(b, raw.where("backends")) for b in _list(raw, "backends", ["torch"])),
+        dims=tuple(dims),
+        precisions=tuple(parse_precision(p, raw.where("precisions")) for p in _list(raw, "precisions")),
+        batch_size=_positive(raw, "batch_size", 64),
+        top_k=_positive(raw, "top_k", 1000),
+        rescore_multiplier=_positive(raw, "rescore_multiplier", 4),
+        output_dir=_path(raw, "output_dir", Path("results")),
+        cache_dir=_path(raw, "cache_dir", default_cache_dir()),
+        seed=typed(raw, "seed", int, 0),
+        limit=_positive(raw, "limit", None),
+    )
+
+
+def _path(raw: LineDict, key: str, default: Path) -> Path:
+    """A path setting; relative paths are relative to the working directory."""
+    value = typed(raw, key, str, None)
+    return Path(os.path.expanduser(value)) if value is not None else default
+
+
+def load_config(path: Path | None) -> SweepConfig:
+    """Read a sweep YAML (the bundled default when ``path`` is None)."""
+    path = Path(path) if path else default_config_path()
+    return config_from_mapping(require_mapping(load_yaml(path), str(path)))
+
+
+def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
+    """Check names against the registries and dimensions against each model's width."""
+    models, tasks = model_registry(tasks_dir), task_registry(tasks_dir)
+    for name in config.tasks:
+        tasks.get(name)
+    for name in config.models:
+        spec = models.get(name)
+        for dim in config.dims:
+            if not 1 <= dim <= spec.dim:
+                raise InputError(f"dimension {dim} is outside 1..{spec.dim} for model {name}")
+    if len(set(config.dims)) != len(config.dims):
+        raise InputError(f"dims has duplicates: {list(config.dims)}")
+
+
+def with_overrides(config: SweepConfig, **changes: Any) -> SweepConfig:
+    """Apply CLI overrides that are not None."""
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})

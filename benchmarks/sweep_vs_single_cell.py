@@ -1,0 +1,56 @@
+"""Benchmark: the whole default sweep (24 cells) against one float32 full-dimension cell.
+
+Both runs start from a cold (empty, temporary) embedding cache and run as separate `bench run`
+processes, so each pays for imports, model loading and one full encode. Because every cell of
+the sweep reuses that one encode, the sweep should cost at most 1.15x the single cell.
+
+    python benchmarks/sweep_vs_single_cell.py            # full SciFact (several minutes)
+    python benchmarks/sweep_vs_single_cell.py --limit 50 # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+TARGET = 1.15
+
+
+def timed_run(extra: list[str], workdir: Path, name: str) -> tuple[float, pd.DataFrame]:
+    cmd = [sys.executable, "-m", "bench.cli", "run", "--cache-dir", str(workdir / f"cache-{name}"),
+           "--output-dir", str(workdir / "results"), "--run-id", name, *extra]  # fmt: skip
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0, pd.read_parquet(workdir / "results" / name / "rows.parquet")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, help="only the first N judged queries (quick look)")
+    args = parser.parse_args()
+    limit = ["--limit", str(args.limit)] if args.limit else []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        single_s, single = timed_run(["--dims", "384", "--precisions", "float32", *limit], work, "single")
+        sweep_s, sweep = timed_run(limit, work, "sweep")
+    encode_s = float(sweep.encode_seconds_documents.iloc[0] + sweep.encode_seconds_queries.iloc[0])
+    eval_s = float(sweep.eval_seconds.sum())
+    ratio = sweep_s / single_s
+    print(f"documents: {int(sweep.n_documents.iloc[0])}, queries: {int(sweep.n_queries.iloc[0])}")
+    print(f"single cell (384, float32): {single_s:8.1f} s  ({len(single)} row)")
+    print(f"whole sweep ({len(sweep)} cells):      {sweep_s:8.1f} s  (encode {encode_s:.1f} s, "
+          f"all 24 cells evaluated in {eval_s:.1f} s)")  # fmt: skip
+    print(f"ratio sweep / single: {ratio:.3f} (target <= {TARGET}) -> {'PASS' if ratio <= TARGET else 'FAIL'}")
+    same = single.ndcg_at_10.iloc[0] == sweep[(sweep.dim == 384) & (sweep.precision == "float32")].ndcg_at_10.iloc[0]
+    print(f"float32@384 nDCG@10 identical in both runs: {same}")
+    return 0 if ratio <= TARGET and same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+import pytest
+
+from bench.config import config_from_mapping, load_config, validate
+from bench.errors import InputError
+from bench.types import Precision
+from bench.yamlio import load_yaml
+from tests.conftest import REPO
+
+
+def _config(tmp_path, text):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    return load_config(path)
+
+
+BASE = "models: [all-MiniLM-L6-v2]\ntasks: [SciFact]\ndims: [384]\nprecisions: [float32]\n"
+
+
+def test_the_default_sweep_is_24_cells_of_minilm_on_scifact():
+    config = load_config(None)
+    validate(config, REPO / "tasks")
+    assert config.models == ("all-MiniLM-L6-v2",) and config.tasks == ("SciFact",)
+    assert config.dims == (384, 256, 128, 64)
+    assert config.precisions == tuple(Precision)
+    assert config.rescore_multiplier == 4 and config.top_k == 1000
+
+
+def test_unknown_precision_suggests_the_nearest(tmp_path):
+    with pytest.raises(InputError, match=r"unknown precision 'int8tanh' \(did you mean 'int8-tanh'"):
+        _config(tmp_path, BASE.replace("[float32]", "[float32, int8tanh]"))
+
+
+def test_key_typo_names_file_line_and_suggestion(tmp_path):
+    with pytest.raises(InputError, match=r"sweep\.yaml:5: unknown key 'batchsize' \(did you mean 'batch_size'"):
+        _config(tmp_path, BASE + "batchsize: 8\n")
+
+
+def test_unknown_model_suggests_the_nearest(tmp_path):
+    config = _config(tmp_path, BASE.replace("all-MiniLM-L6-v2", "all-MiniLM-L6"))
+    with pytest.raises(InputError, match=r"unknown model 'all-MiniLM-L6' \(did you mean 'all-MiniLM-L6-v2'"):
+        validate(config, REPO / "tasks")
+
+
+@pytest.mark.parametrize("dim", [385, 0, -4])
+def test_dimension_outside_the_model_is_rejected(tmp_path, dim):
+    config = _config(tmp_path, BASE.replace("[384]", f"[{dim}]"))
+    with pytest.raises(InputError, match=f"dimension {dim} is outside 1..384 for model all-MiniLM-L6-v2"):
+        validate(config, REPO / "tasks")
+
+
+@pytest.mark.parametrize("line,pattern", [
+    ("batch_size: zero\n", r"batch_size must be int, got 'zero'"),
+    ("top_k: 0\n", r"top_k must be at least 1"),
+    ("dims: [64, x]\n", r"dimensions must be integers"),
+])  # fmt: skip
+def test_bad_values_are_named(tmp_path, line, pattern):
+    text = BASE.replace("dims: [384]\n", "") + (line if line.startswith("dims") else "dims: [384]\n" + line)
+    with pytest.raises(InputError, match=pattern):
+        _config(tmp_path, text)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("models: [a\ntasks: b\n")
+    with pytest.raises(InputError, match=r"bad\.yaml:\d+: invalid YAML"):
+        load_yaml(path)
+
+
+def test_mapping_without_source_still_validates():
+    from bench.yamlio import require_mapping
+
+    config = config_from_mapping(require_mapping({"models": "m", "tasks": "t", "dims": 8,
+                                                  "precisions": "binary"}, "<dict>"))  # fmt: skip
+    assert config.models == ("m",) and config.dims == (8,) and config.precisions == (Precision.BINARY,)

@@ -1,0 +1,109 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import runner
+from bench.config import load_config, with_overrides
+from bench.results import read_per_query, read_run
+from bench.testing import HashingEncoder
+from bench.types import Role
+
+CELLS = 3 * 6  # dims [32, 16, 8] x 6 precisions
+
+
+class CountingFactory:
+    def __init__(self):
+        self.encoders = []
+
+    def __call__(self, model, backend, batch_size):
+        enc = HashingEncoder(model.dim)
+        self.encoders.append(enc)
+        return enc
+
+    def texts(self, role):
+        return sum(n for e in self.encoders for r, n in e.calls if r is role)
+
+
+def refuse(*_):
+    raise AssertionError("the model should not be loaded: everything is cached")
+
+
+def test_sweep_encodes_once_and_evaluates_every_cell(toy_sweep, toy_tasks_dir):
+    factory = CountingFactory()
+    run_dir = runner.run(load_config(toy_sweep), toy_tasks_dir, encoder_factory=factory)
+    assert len(factory.encoders) == 1
+    assert factory.texts(Role.DOCUMENT) == 6 and factory.texts(Role.QUERY) == 3
+    manifest, rows = read_run(run_dir)
+    assert len(rows) == CELLS
+    assert not rows.duplicated(["model", "task", "backend", "dim", "precision"]).any()
+    ref = rows[(rows.dim == 32) & (rows.precision == "float32")].iloc[0]
+    assert ref.retention == 1.0 and ref.main_score == ref.ndcg_at_10
+    np.testing.assert_allclose(rows.retention, rows.main_score / ref.main_score)
+    assert set(rows.bytes_per_vector[rows.dim == 16]) == {64, 32, 16, 2}
+    assert manifest["status"] == "finished" and manifest["schema_version"] == 1
+    assert manifest["config"]["dims"] == [32, 16, 8] and "git_sha" in manifest
+    assert {"cpu", "python"} <= set(manifest["machine"]) and "numpy" in manifest["packages"]
+    per_query = read_per_query(run_dir)
+    assert len(per_query) == CELLS * 3
+    means = per_query.groupby(["dim", "precision"]).ndcg_at_10.mean()
+    for _, row in rows.iterrows():
+        assert means[(row.dim, row.precision)] == pytest.approx(row.ndcg_at_10, abs=1e-12)
+    assert (run_dir / "rows.csv").is_file() and len(list((run_dir / "plots").glob("*.png"))) == 0
+    assert not list(run_dir.rglob("*.tmp"))
+
+
+def test_rerun_and_new_cells_encode_nothing(toy_sweep, toy_tasks_dir):
+    config = load_config(toy_sweep)
+    first = runner.run(config, toy_tasks_dir, encoder_factory=CountingFactory())
+    more = with_overrides(config, dims=(32, 24, 4), precisions=config.precisions[:2])
+    second = runner.run(more, toy_tasks_dir, encoder_factory=refuse)
+    _, a = read_run(first)
+    _, b = read_run(second)
+    shared = a.merge(b, on=["dim", "precision"], suffixes=("_a", "_b"))
+    assert len(shared) == 2 and (shared.ndcg_at_10_a == shared.ndcg_at_10_b).all()
+    assert set(b.dim) == {32, 24, 4}
+
+
+def test_reference_cell_is_added_when_full_width_is_not_swept(toy_sweep, toy_tasks_dir):
+    config = with_overrides(load_config(toy_sweep), dims=(8,))
+    _, rows = read_run(runner.run(config, toy_tasks_dir, encoder_factory=CountingFactory()))
+    assert len(rows) == 7 and ((rows.dim == 32) & (rows.precision == "float32")).sum() == 1
+
+
+def test_same_run_id_resumes_from_finished_cells(toy_sweep, toy_tasks_dir):
+    config = load_config(toy_sweep)
+    run_dir = runner.run(config, toy_tasks_dir, run_id="r1", encoder_factory=CountingFactory())
+    cell = next((run_dir / "cells").glob("*binary-rescore.json"))
+    record = json.loads(cell.read_text())
+    record["metrics"]["ndcg_at_10"] = 0.123  # a finished cell is reused, not recomputed
+    cell.write_text(json.dumps(record))
+    runner.run(config, toy_tasks_dir, run_id="r1", encoder_factory=refuse)
+    _, rows = read_run(run_dir)
+    assert 0.123 in set(rows.ndcg_at_10)
+
+
+def test_prompts_reach_the_encoder_and_roles_never_share_vectors(tmp_path, toy_sweep, toy_tasks_dir):
+    from bench.testing import write_models
+    from tests.conftest import TOY_MODEL
+
+    write_models(toy_tasks_dir, {"toy": {**TOY_MODEL, "prompts": {"query": "query: ", "document": "passage: "}}})
+    seen = []
+
+    class Spy(HashingEncoder):
+        def encode(self, texts, role):
+            seen.extend((role, t) for t in texts)
+            return super().encode(texts, role)
+
+    runner.run(load_config(toy_sweep), toy_tasks_dir, encoder_factory=lambda m, b, n: Spy(m.dim))
+    assert all(t.startswith("query: ") for r, t in seen if r is Role.QUERY)
+    assert all(t.startswith("passage: ") for r, t in seen if r is Role.DOCUMENT)
+
+
+def test_rows_are_identical_run_after_run(toy_sweep, toy_tasks_dir):
+    config = load_config(toy_sweep)
+    _, a = read_run(runner.run(config, toy_tasks_dir, encoder_factory=CountingFactory()))
+    _, b = read_run(runner.run(config, toy_tasks_dir, encoder_factory=CountingFactory()))
+    metrics = [c for c in a.columns if c.endswith(tuple(f"_at_{k}" for k in (1, 10, 1000)))]
+    pd.testing.assert_frame_equal(a[metrics], b[metrics])

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from bench import search
+from bench import transforms as tf
+from bench.types import Precision
+
+
+def _brute(scores: np.ndarray, k: int) -> np.ndarray:
+    idx = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    return np.lexsort((idx, -scores), axis=-1)[:, :k]
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Force many query blocks and corpus chunks so the streaming merge is exercised."""
+    monkeypatch.setattr(search, "QUERY_BLOCK", 7)
+    monkeypatch.setattr(search, "DOC_CHUNK", 13)
+
+
+def test_dense_search_equals_brute_force_across_chunks(small_chunks):
+    rng = np.random.default_rng(1)
+    docs = tf.normalize(rng.standard_normal((200, 24)))
+    queries = tf.normalize(rng.standard_normal((30, 24)))
+    hits = search.search_dense(queries, docs, 25)
+    np.testing.assert_array_equal(hits.indices, _brute(queries @ docs.T, 25))
+
+
+def test_ties_are_broken_by_lower_document_position(small_chunks):
+    docs = np.ones((50, 4), np.float32)  # every document scores the same
+    hits = search.search_dense(np.ones((3, 4), np.float32), docs, 10)
+    np.testing.assert_array_equal(hits.indices, np.tile(np.arange(10), (3, 1)))
+
+
+def test_int8_search_uses_cosine_of_integer_vectors():
+    docs = np.array([[10, 0], [100, 100], [-5, 5]], np.int8)
+    hits = search.search_dense(np.array([[1, 1]], np.int8), docs, 3)
+    np.testing.assert_array_equal(hits.indices[0], [1, 0, 2])
+    np.testing.assert_allclose(hits.scores[0], [1.0, np.sqrt(0.5), 0.0], atol=1e-6)
+
+
+def test_hamming_ranking_equals_brute_force_on_unpacked_bits(small_chunks):
+    rng = np.random.default_rng(2)
+    for dim in (64, 40):  # word-aligned and not
+        docs = tf.binarize(rng.standard_normal((120, dim)))
+        queries = tf.binarize(rng.standard_normal((9, dim)))
+        bits_d = np.unpackbits(docs, axis=1, count=dim).astype(int)
+        bits_q = np.unpackbits(queries, axis=1, count=dim).astype(int)
+        distance = (bits_q[:, None, :] != bits_d[None, :, :]).sum(-1)
+        np.testing.assert_array_equal(search.hamming(queries, docs), distance)
+        hits = search.search_binary(queries, docs, 30)
+        np.testing.assert_array_equal(hits.indices, _brute(-distance.astype(float), 30))
+
+
+def test_rescore_reranks_candidates_by_float_query_against_sign_vectors():
+    rng = np.random.default_rng(3)
+    raw = rng.standard_normal((300, 32)).astype(np.float32)
+    query = rng.standard_normal((1, 32)).astype(np.float32)
+    index = search.build_index(Precision.BINARY_RESCORE, raw, 32, rescore_multiplier=4)
+    hits = index.search(query, 10)
+    q = tf.normalize(query)
+    candidates = search.search_binary(tf.binarize(q), index.vectors, 40).indices[0]
+    signs = np.where(raw[candidates] >= 0, 1.0, -1.0)
+    expected = candidates[np.lexsort((candidates, -(signs @ q[0])))][:10]
+    np.testing.assert_array_equal(hits.indices[0], expected)
+
+
+@pytest.mark.parametrize("precision", list(Precision))
+def test_every_precision_finds_an_exact_duplicate_first(precision):
+    rng = np.random.default_rng(4)
+    docs = rng.standard_normal((100, 48)).astype(np.float32)
+    index = search.build_index(precision, docs, 32)
+    hits = index.search(docs[[5, 17, 60]], 5)
+    np.testing.assert_array_equal(hits.indices[:, 0], [5, 17, 60])
+    assert index.nbytes == precision.bytes_per_vector(32) * 100

@@ -1,0 +1,88 @@
+import gzip
+import json
+
+import pytest
+
+from bench.errors import InputError
+from bench.tasks import load_task, subset, task_registry
+from tests.conftest import TOY_QRELS
+
+
+def _spec(tasks_dir, name="Toy"):
+    return task_registry(tasks_dir).get(name)
+
+
+def test_bundled_scifact_matches_the_official_counts(scifact):
+    spec, data = scifact
+    assert spec.split == "test" and spec.main_score == "ndcg_at_10"
+    assert len(data.corpus) == 5183 and len(data.queries) == 300
+    assert sum(len(r) for r in data.qrels.values()) == 339
+
+
+def test_documents_are_title_space_text_stripped(toy_tasks_dir):
+    data = load_task(_spec(toy_tasks_dir))
+    assert data.corpus["d1"] == "Cats cats purr and sleep all day"
+
+
+def test_queries_without_a_positive_judgement_are_dropped(toy_tasks_dir):
+    data = load_task(_spec(toy_tasks_dir))
+    assert sorted(data.queries) == ["q1", "q2", "q3"]  # q4 has no judgement
+    assert data.qrels["q3"] == TOY_QRELS["q3"]  # the zero judgement itself is kept
+
+
+def test_gzipped_files_load_the_same(toy_tasks_dir):
+    folder = toy_tasks_dir / "data" / "Toy"
+    plain = load_task(_spec(toy_tasks_dir))
+    raw = (folder / "corpus.jsonl").read_bytes()
+    (folder / "corpus.jsonl").unlink()
+    (folder / "corpus.jsonl.gz").write_bytes(gzip.compress(raw))
+    assert load_task(_spec(toy_tasks_dir)).corpus == plain.corpus
+
+
+def test_missing_file_is_named(toy_tasks_dir):
+    (toy_tasks_dir / "data" / "Toy" / "queries.jsonl").unlink()
+    with pytest.raises(InputError, match=r"queries\.jsonl: file not found"):
+        load_task(_spec(toy_tasks_dir))
+
+
+def test_malformed_json_line_is_named_with_its_line(toy_tasks_dir):
+    path = toy_tasks_dir / "data" / "Toy" / "corpus.jsonl"
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2][:-1]  # drop the closing brace
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"corpus\.jsonl:3: malformed JSON"):
+        load_task(_spec(toy_tasks_dir))
+
+
+@pytest.mark.parametrize("row,pattern", [
+    ("q1\tnope\t1", r"test\.tsv:\d+: document id 'nope' is not in corpus\.jsonl"),
+    ("zz\td1\t1", r"test\.tsv:\d+: query id 'zz' is not in queries\.jsonl"),
+    ("q1\td1\thigh", r"test\.tsv:\d+: relevance must be an integer, got 'high'"),
+])  # fmt: skip
+def test_bad_qrels_rows_are_named(toy_tasks_dir, row, pattern):
+    path = toy_tasks_dir / "data" / "Toy" / "qrels" / "test.tsv"
+    path.write_text(path.read_text() + row + "\n")
+    with pytest.raises(InputError, match=pattern):
+        load_task(_spec(toy_tasks_dir))
+
+
+def test_duplicate_document_id_is_named(toy_tasks_dir):
+    path = toy_tasks_dir / "data" / "Toy" / "corpus.jsonl"
+    path.write_text(path.read_text() + json.dumps({"_id": "d1", "text": "again"}) + "\n")
+    with pytest.raises(InputError, match=r"corpus\.jsonl:7: duplicate id 'd1'"):
+        load_task(_spec(toy_tasks_dir))
+
+
+def test_task_yaml_typo_gets_a_suggestion(toy_tasks_dir):
+    path = toy_tasks_dir / "retrieval" / "Toy.yaml"
+    path.write_text(path.read_text() + "mainscore: ndcg_at_10\n")
+    with pytest.raises(InputError, match=r"Toy\.yaml:5: unknown key 'mainscore' \(did you mean 'main_score'\?\)"):
+        task_registry(toy_tasks_dir)
+
+
+def test_subset_keeps_judged_documents_of_the_first_queries(scifact):
+    _, data = scifact
+    small = subset(data, 5)
+    assert len(small.queries) == 5
+    assert all(d in small.corpus for rels in small.qrels.values() for d in rels)
+    assert len(small.corpus) <= sum(len(r) for r in small.qrels.values()) + 50

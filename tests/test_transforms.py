@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from bench import transforms as tf
+from bench.errors import InputError
+from bench.types import Precision
+
+
+def test_truncate_then_normalize_gives_unit_rows_of_the_first_dims():
+    x = np.random.default_rng(0).standard_normal((50, 16)).astype(np.float32)
+    y = tf.normalize(tf.truncate(x, 5))
+    assert y.shape == (50, 5)
+    np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(y * np.linalg.norm(x[:, :5], axis=1, keepdims=True), x[:, :5], rtol=1e-5)
+
+
+@pytest.mark.parametrize("dim", [0, 17, -1])
+def test_truncate_rejects_dimensions_out_of_range(dim):
+    with pytest.raises(InputError, match=str(dim)):
+        tf.truncate(np.zeros((2, 16), np.float32), dim)
+
+
+def test_int8_ranges_come_from_the_corpus_and_apply_unchanged_to_queries():
+    corpus = np.array([[0.0, -1.0], [1.0, 1.0], [0.5, 0.0]], np.float32)
+    ranges = tf.fit_int8(corpus)
+    np.testing.assert_array_equal(ranges.low, [0.0, -1.0])
+    np.testing.assert_array_equal(ranges.high, [1.0, 1.0])
+    q = tf.quantize_int8(corpus, ranges)
+    assert q.dtype == np.int8
+    np.testing.assert_array_equal(q[:2], [[-128, -128], [127, 127]])
+    # queries outside the corpus range clip instead of wrapping around
+    outside = tf.quantize_int8(np.array([[2.0, -3.0]], np.float32), ranges)
+    np.testing.assert_array_equal(outside, [[127, -128]])
+
+
+def test_int8_tanh_rounds_instead_of_truncating():
+    x = np.array([[0.5, -0.5, 10.0, 0.0, 0.004]], np.float32)
+    got = tf.int8_tanh(x)
+    expected = np.rint(127 * np.tanh(x)).astype(np.int8)
+    np.testing.assert_array_equal(got, expected)
+    assert got[0, 0] == 59  # 127 * tanh(0.5) = 58.7: truncation would give 58
+    assert got[0, 2] == 127
+
+
+def test_binarize_packs_sign_bits_with_zero_counted_as_positive():
+    x = np.array([[1.0, -1.0, 0.0, -0.1, 2.0, -3.0, 0.5, -0.5, 1.0]], np.float32)
+    packed = tf.binarize(x)
+    assert packed.shape == (1, 2)
+    assert packed[0, 0] == 0b10101010 and packed[0, 1] == 0b10000000
+    np.testing.assert_array_equal(tf.unpack_signs(packed, 9), np.where(x >= 0, 1.0, -1.0))
+
+
+@pytest.mark.parametrize(
+    "precision,expected", [("float32", 1536), ("float16", 768), ("int8", 384), ("int8-tanh", 384),
+                           ("binary", 48), ("binary-rescore", 48)],
+)  # fmt: skip
+def test_bytes_per_vector(precision, expected):
+    assert Precision(precision).bytes_per_vector(384) == expected
