@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -121,16 +122,30 @@ def run(
     _seed(config.seed)
     started = datetime.now(timezone.utc)
     _write_manifest(the_plan, run_dir, started, finished=None)
-    cache = EmbeddingCache(config.cache_dir)
-    records = []
+    try:
+        records = _run_cells(the_plan, run_dir, encoder_factory)
+    except BaseException:
+        _discard_if_empty(run_dir)
+        raise
+    _write_results(records, run_dir)
+    _write_manifest(the_plan, run_dir, started, finished=datetime.now(timezone.utc))
+    return run_dir
+
+
+def _run_cells(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) -> list[dict]:
+    config, cache, records = the_plan.config, EmbeddingCache(the_plan.config.cache_dir), []
     for model in the_plan.models.values():
         for backend in config.backends:
             lazy = LazyEncoder(lambda m=model, b=backend: encoder_factory(m, b, config.batch_size))
             for task_name in config.tasks:
                 records += _run_task(the_plan, model, backend, task_name, cache, lazy, run_dir)
-    _write_results(records, run_dir)
-    _write_manifest(the_plan, run_dir, started, finished=datetime.now(timezone.utc))
-    return run_dir
+    return records
+
+
+def _discard_if_empty(run_dir: Path) -> None:
+    """A run that failed before finishing any cell leaves nothing behind."""
+    if not any((run_dir / "cells").glob("*.json")):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _encode_task(data: TaskData, model, backend, cache, lazy) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -151,36 +166,39 @@ def _encode_columns(docs: EncodeStats, queries: EncodeStats) -> dict:
 
 
 def _run_task(the_plan: Plan, model, backend, task_name, cache, lazy, run_dir) -> list[dict]:
-    config, spec, data = the_plan.config, the_plan.tasks[task_name], the_plan.data[task_name]
+    data = the_plan.data[task_name]
     docs, queries, encode_info = _encode_task(data, model, backend, cache, lazy)
-    doc_ids, query_ids = list(data.corpus), list(data.queries)
     out = []
-    cells = grid(config, model)
-    for dim, precision in tqdm(cells, desc=f"evaluate {model.key} on {task_name}", disable=None):
+    for dim, precision in tqdm(grid(the_plan.config, model), desc=f"evaluate {model.key} on {task_name}", disable=None):
         cell = Cell(model.key, task_name, backend.id, dim, precision)
         path = run_dir / "cells" / f"{cell.key}.json"
-        if path.is_file():
+        if path.is_file():  # finished by an earlier, interrupted run with this id
             out.append(results.read_json(path))
             continue
-        t0 = time.perf_counter()
-        index = build_index(precision, docs, dim, config.rescore_multiplier)
-        scores = evaluate_index(
-            index, queries, query_ids, doc_ids, data.qrels, config.top_k, spec.ignore_identical_ids
-        )
-        record = {
-            "cell": {"model": model.key, "task": task_name, "backend": backend.id, "dim": dim,
-                     "precision": precision.value},
-            "info": {"model_name": model.name, "model_revision": model.revision, "split": spec.split,
-                     "dataset_revision": spec.revision, "main_score_name": spec.main_score,
-                     "bytes_per_vector": precision.bytes_per_vector(dim), "index_bytes": index.nbytes,
-                     "search_seconds": scores.search_seconds,
-                     "eval_seconds": time.perf_counter() - t0, **encode_info},
-            "metrics": scores.means,
-            "per_query": scores.per_query,
-        }  # fmt: skip
+        record = _evaluate_cell(the_plan, cell, model, docs, queries, encode_info)
         results.write_json(path, record)
         out.append(record)
     return out
+
+
+def _evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, encode_info) -> dict:
+    config, spec, data = the_plan.config, the_plan.tasks[cell.task], the_plan.data[cell.task]
+    t0 = time.perf_counter()
+    index = build_index(cell.precision, docs, cell.dim, config.rescore_multiplier)
+    scores = evaluate_index(index, queries, list(data.queries), list(data.corpus), data.qrels,
+                            config.top_k, spec.ignore_identical_ids)  # fmt: skip
+    info = {
+        "model_name": model.name, "model_revision": model.revision, "split": spec.split,
+        "dataset_revision": spec.revision, "main_score_name": spec.main_score,
+        "bytes_per_vector": cell.precision.bytes_per_vector(cell.dim), "index_bytes": index.nbytes,
+        "search_seconds": scores.search_seconds, "eval_seconds": time.perf_counter() - t0,
+        **encode_info,
+    }  # fmt: skip
+    return {
+        "cell": {"model": cell.model, "task": cell.task, "backend": cell.backend, "dim": cell.dim,
+                 "precision": cell.precision.value},
+        "info": info, "metrics": scores.means, "per_query": scores.per_query,
+    }  # fmt: skip
 
 
 ROW_KEYS = ("model", "task", "backend", "dim", "precision")
@@ -194,19 +212,16 @@ def rows_frame(records: list[dict]) -> pd.DataFrame:
         row["main_score"] = rec["metrics"][rec["info"]["main_score_name"]]
         rows.append(row)
     frame = pd.DataFrame(rows)
-    frame["retention"] = frame.apply(lambda r: _retention(frame, r), axis=1)
+    frame["retention"] = frame.main_score / _reference_scores(frame)
     front = [*ROW_KEYS, "bytes_per_vector", "main_score", "retention", *QUALITY_METRICS]
     return frame[front + [c for c in frame.columns if c not in front]]
 
 
-def _retention(frame: pd.DataFrame, row: pd.Series) -> float:
-    ref = frame[
-        (frame.model == row.model) & (frame.task == row.task) & (frame.backend == row.backend)
-        & (frame.precision == "float32")
-    ]  # fmt: skip
-    ref = ref[ref.dim == ref.dim.max()]
-    base = float(ref.main_score.iloc[0])
-    return float(row.main_score) / base if base > 0 else float("nan")
+def _reference_scores(frame: pd.DataFrame) -> pd.Series:
+    """Per row, the main score of the float32 cell at the widest dimension of its group."""
+    group = ["model", "task", "backend"]
+    ref = frame[frame.precision == "float32"].sort_values("dim").groupby(group).main_score.last()
+    return frame.join(ref.rename("reference"), on=group)["reference"]
 
 
 def per_query_frame(records: list[dict]) -> pd.DataFrame:

@@ -107,3 +107,21 @@ def test_rows_are_identical_run_after_run(toy_sweep, toy_tasks_dir):
     _, b = read_run(runner.run(config, toy_tasks_dir, encoder_factory=CountingFactory()))
     metrics = [c for c in a.columns if c.endswith(tuple(f"_at_{k}" for k in (1, 10, 1000)))]
     pd.testing.assert_frame_equal(a[metrics], b[metrics])
+
+
+@pytest.mark.parametrize("output,message", [
+    (lambda n, d: np.full((n, d), np.nan, np.float32), "NaN or Inf"),
+    (lambda n, d: np.zeros((n, d + 1), np.float32), "width 33, expected 32"),
+    (lambda n, d: np.zeros((n - 1, d), np.float32), "for 6 texts"),
+])  # fmt: skip
+def test_unusable_vectors_fail_clearly_and_leave_no_run_folder(toy_sweep, toy_tasks_dir, tmp_path, output, message):
+    from bench.errors import EncoderError
+
+    class Broken:
+        def encode(self, texts, role):
+            return output(len(texts), 32)
+
+    with pytest.raises(EncoderError, match=message) as info:
+        runner.run(load_config(toy_sweep), toy_tasks_dir, encoder_factory=lambda *_: Broken())
+    assert info.value.exit_code == 3
+    assert not list((tmp_path / "results").iterdir())
