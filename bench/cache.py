@@ -133,3 +133,18 @@ class EmbeddingCache:
 
     def namespace(self, key: Mapping[str, object]) -> Namespace:
         return Namespace(self.root, key)
+
+    def _record_path(self, kind: str, key: Mapping[str, object]) -> Path:
+        blob = json.dumps({"format": FORMAT_VERSION, **key}, sort_keys=True)
+        return self.root / kind / f"{hashlib.sha256(blob.encode()).hexdigest()[:24]}.json"
+
+    def load_record(self, kind: str, key: Mapping[str, object]) -> dict | None:
+        """A small JSON record stored under ``key`` (None if absent or unreadable)."""
+        try:
+            return json.loads(self._record_path(kind, key).read_text(encoding="utf-8"))["value"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def store_record(self, kind: str, key: Mapping[str, object], value: Mapping[str, object]) -> None:
+        payload = json.dumps({"key": dict(key), "value": dict(value)}, indent=1, allow_nan=False)
+        atomic_write_bytes(self._record_path(kind, key), payload.encode("utf-8"))

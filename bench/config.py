@@ -16,7 +16,8 @@ from bench.yamlio import LineDict, check_keys, load_yaml, require_mapping, typed
 
 SWEEP_KEYS = (
     "name", "models", "tasks", "backends", "dims", "precisions", "batch_size", "top_k",
-    "rescore_multiplier", "output_dir", "cache_dir", "seed", "limit",
+    "rescore_multiplier", "output_dir", "cache_dir", "seed", "limit", "measure",
+    "measure_documents", "measure_repeats", "latency_queries", "search_latency_queries",
 )  # fmt: skip
 
 
@@ -77,6 +78,11 @@ def config_from_mapping(raw: LineDict) -> SweepConfig:
         cache_dir=_path(raw, "cache_dir", default_cache_dir()),
         seed=typed(raw, "seed", int, 0),
         limit=_positive(raw, "limit", None),
+        measure=typed(raw, "measure", bool, True),
+        measure_documents=_positive(raw, "measure_documents", 128),
+        measure_repeats=_positive(raw, "measure_repeats", 3),
+        latency_queries=_positive(raw, "latency_queries", 50),
+        search_latency_queries=_positive(raw, "search_latency_queries", 20),
     )
 
 

@@ -41,10 +41,17 @@ class LazyEncoder:
     def __init__(self, factory: Callable[[], Encoder]) -> None:
         self._factory = factory
         self._encoder: Encoder | None = None
+        self.load_seconds: float | None = None  # how long loading took, once loaded
+
+    @property
+    def loaded(self) -> bool:
+        return self._encoder is not None
 
     def get(self) -> Encoder:
         if self._encoder is None:
+            t0 = time.perf_counter()
             self._encoder = self._factory()
+            self.load_seconds = time.perf_counter() - t0
         return self._encoder
 
 

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bench import environment, results
+from bench import environment, measure, results
 from bench.cache import EmbeddingCache
 from bench.config import validate
-from bench.embed import EncodeStats, LazyEncoder, embed
-from bench.encoders import Encoder, make_encoder
+from bench.embed import EncodeStats, LazyEncoder, embed, namespace_key
+from bench.encoders import Encoder, EncoderOptions, make_encoder
 from bench.errors import InputError
 from bench.evaluate import evaluate_index
 from bench.metrics import QUALITY_METRICS
@@ -34,7 +34,7 @@ from bench.types import BackendSpec, Cell, ModelSpec, Precision, Role, SweepConf
 
 log = logging.getLogger(__name__)
 
-EncoderFactory = Callable[[ModelSpec, BackendSpec, int], Encoder]
+EncoderFactory = Callable[[ModelSpec, BackendSpec, EncoderOptions], Encoder]
 
 
 @dataclass(frozen=True)
@@ -136,9 +136,13 @@ def _run_cells(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) -
     config, cache, records = the_plan.config, EmbeddingCache(the_plan.config.cache_dir), []
     for model in the_plan.models.values():
         for backend in config.backends:
-            lazy = LazyEncoder(lambda m=model, b=backend: encoder_factory(m, b, config.batch_size))
+            options = EncoderOptions(config.batch_size, config.cache_dir)
+            lazy = LazyEncoder(lambda m=model, b=backend: encoder_factory(m, b, options))
+            measure.reset_peak_rss()  # this backend's peak memory starts here
+            measure.cuda_peak_reset()
             for task_name in config.tasks:
                 records += _run_task(the_plan, model, backend, task_name, cache, lazy, run_dir)
+            del lazy  # free the model before the next backend loads
     return records
 
 
@@ -160,7 +164,6 @@ def _encode_columns(docs: EncodeStats, queries: EncodeStats) -> dict:
         "n_queries": queries.n_texts,
         "encode_seconds_documents": docs.seconds,
         "encode_seconds_queries": queries.seconds,
-        "documents_per_second": docs.n_texts / docs.seconds if docs.seconds > 0 else None,
         "encoded_texts": docs.n_encoded + queries.n_encoded,
     }
 
@@ -168,20 +171,48 @@ def _encode_columns(docs: EncodeStats, queries: EncodeStats) -> dict:
 def _run_task(the_plan: Plan, model, backend, task_name, cache, lazy, run_dir) -> list[dict]:
     data = the_plan.data[task_name]
     docs, queries, encode_info = _encode_task(data, model, backend, cache, lazy)
-    out = []
+    out, costs = [], None
     for dim, precision in tqdm(grid(the_plan.config, model), desc=f"evaluate {model.key} on {task_name}", disable=None):
         cell = Cell(model.key, task_name, backend.id, dim, precision)
         path = run_dir / "cells" / f"{cell.key}.json"
         if path.is_file():  # finished by an earlier, interrupted run with this id
             out.append(results.read_json(path))
             continue
-        record = _evaluate_cell(the_plan, cell, model, docs, queries, encode_info)
+        if costs is None:  # measured once per (model, backend, task), only if a cell needs it
+            costs = {**encode_info, **_encoder_costs(the_plan, data, lazy, cache, model, backend)}
+        record = _evaluate_cell(the_plan, cell, model, docs, queries, costs)
         results.write_json(path, record)
         out.append(record)
     return out
 
 
-def _evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, encode_info) -> dict:
+def _encoder_costs(the_plan: Plan, data: TaskData, lazy: LazyEncoder, cache: EmbeddingCache, model, backend) -> dict:
+    """Throughput, latency and memory of this (model, backend) on a seeded sample of the task.
+
+    Measured when the model is loaded in this run anyway, or when no earlier measurement with the
+    same settings is cached; otherwise the cached figures are reused (``cost_measured_at`` says when),
+    so re-running or extending a sweep never loads the model just to time it."""
+    config = the_plan.config
+    if not config.measure:
+        return {}
+    rng = np.random.default_rng(config.seed)
+    texts = list(data.corpus.values())
+    picks = sorted(rng.choice(len(texts), min(len(texts), config.measure_documents), replace=False))
+    sample = [model.prompt(Role.DOCUMENT) + texts[i] for i in picks]
+    queries = [model.prompt(Role.QUERY) + q for q in list(data.queries.values())[: config.latency_queries]]
+    key = {**namespace_key(model, backend, Role.DOCUMENT), "repeats": config.measure_repeats,
+           "texts": hashlib.sha256("\0".join(sample + ["\1"] + queries).encode()).hexdigest()}  # fmt: skip
+    cached = cache.load_record("costs", key)
+    if cached is not None and not lazy.loaded:
+        return cached
+    cost = measure.measure_encoder(lazy.get(), sample, queries, lazy.load_seconds or 0.0, config.measure_repeats,
+                                   config.latency_queries)  # fmt: skip
+    row = {**cost.as_row(), "cost_measured_at": datetime.now(timezone.utc).isoformat()}
+    cache.store_record("costs", key, row)
+    return row
+
+
+def _evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, costs) -> dict:
     config, spec, data = the_plan.config, the_plan.tasks[cell.task], the_plan.data[cell.task]
     t0 = time.perf_counter()
     index = build_index(cell.precision, docs, cell.dim, config.rescore_multiplier)
@@ -191,14 +222,25 @@ def _evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, 
         "model_name": model.name, "model_revision": model.revision, "split": spec.split,
         "dataset_revision": spec.revision, "main_score_name": spec.main_score,
         "bytes_per_vector": cell.precision.bytes_per_vector(cell.dim), "index_bytes": index.nbytes,
-        "search_seconds": scores.search_seconds, "eval_seconds": time.perf_counter() - t0,
-        **encode_info,
+        "search_seconds": scores.search_seconds,
+        "search_queries_per_second": len(queries) / scores.search_seconds if scores.search_seconds > 0 else None,
+        "eval_seconds": time.perf_counter() - t0, **_search_latency(config, index, queries, len(data.corpus)),
+        **costs,
     }  # fmt: skip
     return {
         "cell": {"model": cell.model, "task": cell.task, "backend": cell.backend, "dim": cell.dim,
                  "precision": cell.precision.value},
         "info": info, "metrics": scores.means, "per_query": scores.per_query,
     }  # fmt: skip
+
+
+def _search_latency(config: SweepConfig, index, queries: np.ndarray, n_docs: int) -> dict:
+    if not config.measure:
+        return {}
+    k = min(config.top_k, n_docs)
+    seconds = measure.search_latencies(lambda q: index.search(q, k), queries, config.search_latency_queries)
+    return {"search_latency_p50_ms": measure.percentile_ms(seconds, 50),
+            "search_latency_p95_ms": measure.percentile_ms(seconds, 95)}  # fmt: skip
 
 
 ROW_KEYS = ("model", "task", "backend", "dim", "precision")

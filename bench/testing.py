@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from bench.encoders import BACKENDS
+from bench.encoders import BACKENDS, BackendKind, EncoderOptions
 from bench.types import BackendSpec, ModelSpec, Role
 
 _WORD = re.compile(r"\w+")
@@ -30,6 +30,8 @@ def _bucket(word: str, dim: int) -> tuple[int, float]:
 
 class HashingEncoder:
     """Signed feature hashing: each word adds +-1 to one of ``dim`` buckets."""
+
+    n_parameters = 0
 
     def __init__(self, dim: int = 64) -> None:
         self.dim = dim
@@ -45,12 +47,20 @@ class HashingEncoder:
             out[row] += 0.01 * np.sin(np.arange(self.dim) + len(text))
         return out
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return sum(len(_WORD.findall(t)) for t in texts)
+
 
 class KeywordEncoder:
     """Counts of given keywords: dimension ``i`` is how often ``keywords[i]`` occurs."""
 
+    n_parameters = 0
+
     def __init__(self, keywords: Sequence[str]) -> None:
         self.keywords = [k.lower() for k in keywords]
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return sum(len(_WORD.findall(t)) for t in texts)
 
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         out = np.zeros((len(texts), len(self.keywords)), dtype=np.float32)
@@ -60,9 +70,11 @@ class KeywordEncoder:
         return out
 
 
-@BACKENDS.register("hashing")
-def _hashing_factory(model: ModelSpec, backend: BackendSpec, batch_size: int) -> HashingEncoder:
+def _hashing_factory(model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> HashingEncoder:
     return HashingEncoder(model.dim)
+
+
+BACKENDS.add("hashing", BackendKind(_hashing_factory, ("cpu",), ("float32",)))
 
 
 def write_beir_task(

@@ -114,6 +114,11 @@ class SweepConfig:
     seed: int = 0
     limit: int | None = None
     name: str = "sweep"
+    measure: bool = True  # time encoders (throughput, latency, memory) and searches
+    measure_documents: int = 128  # seeded sample of the corpus for encode throughput
+    measure_repeats: int = 3  # throughput is the median of this many timed passes
+    latency_queries: int = 50  # batch-1 encode latency over this many queries
+    search_latency_queries: int = 20  # single-query search latency over this many queries
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ BAD = [
     (["--dims", "0"], "dimension 0 is outside 1..32"),
     (["--models", "toyy"], "unknown model 'toyy' (did you mean 'toy'?)"),
     (["--tasks", "toy"], "unknown task 'toy' (did you mean 'Toy'?)"),
-    (["--backends", "onnx"], "unknown backend 'onnx'"),
+    (["--backends", "tensorrt"], "unknown backend 'tensorrt'"),
     (["--limit", "0"], "--limit must be at least 1"),
 ]
 

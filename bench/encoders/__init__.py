@@ -1,11 +1,14 @@
-"""Encoder backends. A backend is one small file registering a factory in ``BACKENDS``.
+"""Encoder backends. A backend is one small file that registers a ``BackendKind``.
 
-The contract is tiny: ``encode(texts, role) -> float32 array of shape (len(texts), dim)``.
-An encoder never sees a task; prompts are prepended by the harness before it is called.
+The contract is tiny: ``encode(texts, role) -> float32 array of shape (len(texts), dim)``, plus
+``count_tokens(texts)`` and ``n_parameters`` for the cost measurements. An encoder never sees a
+task; prompts are prepended by the harness before it is called.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
@@ -18,40 +21,62 @@ from bench.types import BackendSpec, ModelSpec, Role
 class Encoder(Protocol):
     """Turns texts into float32 vectors."""
 
+    n_parameters: int  # parameters of the model as this backend runs it (0 when unknown)
+
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         """Embed ``texts`` (already prompted) for ``role``; one row per text."""
         ...
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens the model processes for ``texts`` (after truncation; 0 when unknown)."""
+        ...
 
-EncoderFactory = Callable[[ModelSpec, BackendSpec, int], Encoder]
-BACKENDS: Registry[EncoderFactory] = Registry("backend")
 
-DEVICES = ("cpu", "cuda")
-DTYPES = ("float32", "bfloat16", "float16")
+@dataclass(frozen=True)
+class EncoderOptions:
+    """Run settings an encoder may need besides the model and the backend."""
+
+    batch_size: int = 64
+    cache_dir: Path = Path(".cache")  # exported models (ONNX) are cached here too
+
+
+EncoderFactory = Callable[[ModelSpec, BackendSpec, EncoderOptions], Encoder]
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """A family of backends: how to build its encoder, and the devices and dtypes it accepts."""
+
+    factory: EncoderFactory
+    devices: tuple[str, ...]
+    dtypes: tuple[str, ...]  # the first is the default
+
+
+BACKENDS: Registry[BackendKind] = Registry("backend")
 
 
 def parse_backend(value: str | dict, where: str = "backends") -> BackendSpec:
-    """Parse ``torch``, ``torch-cuda``, ``torch-cuda-bfloat16`` or ``{kind, device, dtype}``."""
+    """Parse ``kind[-device[-dtype]]`` (``torch``, ``onnx-cpu-int8``) or ``{kind, device, dtype}``."""
     if isinstance(value, dict):
-        kind = value.get("kind", "torch")
-        device, dtype = value.get("device", "cpu"), value.get("dtype", "float32")
+        parts = [value.get("kind", "torch"), value.get("device"), value.get("dtype")]
     elif isinstance(value, str) and 1 <= len(value.split("-")) <= 3:
-        parts = value.split("-") + ["cpu", "float32"][len(value.split("-")) - 1 :]
-        kind, device, dtype = parts
+        parts = value.split("-") + [None] * (3 - len(value.split("-")))
     else:
         raise InputError(f"{where}: a backend is a name or a mapping, got {value!r}")
-    if kind not in BACKENDS:
-        raise InputError(f"{where}: {unknown('backend', str(kind), BACKENDS)}")
-    if device not in DEVICES:
-        raise InputError(f"{where}: unknown device {device!r} in backend {value!r}; use cpu or cuda")
-    if dtype not in DTYPES:
-        raise InputError(f"{where}: unknown dtype {dtype!r} in backend {value!r}; use {DTYPES}")
-    return BackendSpec(kind=kind, device=device, dtype=dtype)
+    if parts[0] not in BACKENDS:
+        raise InputError(f"{where}: {unknown('backend', str(parts[0]), BACKENDS)}")
+    kind = BACKENDS.get(parts[0])
+    device, dtype = parts[1] or "cpu", parts[2] or kind.dtypes[0]
+    if device not in kind.devices:
+        raise InputError(f"{where}: backend {parts[0]} runs on {'/'.join(kind.devices)}, not {device!r}")
+    if dtype not in kind.dtypes:
+        raise InputError(f"{where}: backend {parts[0]} supports dtypes {'/'.join(kind.dtypes)}, not {dtype!r}")
+    return BackendSpec(kind=parts[0], device=device, dtype=dtype)
 
 
-def make_encoder(model: ModelSpec, backend: BackendSpec, batch_size: int) -> Encoder:
+def make_encoder(model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> Encoder:
     """Instantiate the encoder for ``model`` on ``backend`` (loads weights)."""
-    return BACKENDS.get(backend.kind)(model, backend, batch_size)
+    return BACKENDS.get(backend.kind).factory(model, backend, options)
 
 
 def check_vectors(vectors: np.ndarray, n_texts: int, dim: int, who: str) -> np.ndarray:
@@ -68,9 +93,17 @@ def check_vectors(vectors: np.ndarray, n_texts: int, dim: int, who: str) -> np.n
     return array
 
 
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def _register_builtin() -> None:
     from bench import testing  # noqa: F401  (registers "hashing": weightless, for tests)
-    from bench.encoders import torch_st  # noqa: F401  (registers "torch")
+    from bench.encoders import onnx_rt, torch_st  # noqa: F401  (register "onnx" and "torch")
 
 
 _register_builtin()

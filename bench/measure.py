@@ -1,0 +1,175 @@
+"""Cost measurements: encode throughput, serving latency, peak memory, search speed.
+
+Throughput is the median over repeats after a warm-up pass; latencies are per call at batch
+size 1 after warm-up. Peak resident memory is the kernel's high-water mark (``VmHWM``), reset
+before each backend is loaded (``/proc/self/clear_refs``), so it is that backend's peak.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from bench.encoders import Encoder
+from bench.types import Role
+
+_STATUS = Path("/proc/self/status")
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak-RSS mark to the current RSS (Linux); False where unsupported."""
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_rss_bytes() -> int | None:
+    """Peak resident set size since the last reset (or process start)."""
+    kib = _status_kib("VmHWM")
+    if kib is None:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return kib * 1024
+
+
+def rss_anon_bytes() -> int | None:
+    """Current anonymous resident memory (file-backed pages excluded)."""
+    kib = _status_kib("RssAnon")
+    return kib * 1024 if kib is not None else None
+
+
+def cuda_peak_reset() -> None:
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def cuda_peak_bytes() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.synchronize()
+    return int(torch.cuda.max_memory_allocated())
+
+
+def percentile_ms(seconds: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(seconds) * 1000.0, q))
+
+
+@dataclass(frozen=True)
+class EncoderCost:
+    """What running one (model, backend) costs, measured on a sample of a task's texts."""
+
+    load_seconds: float
+    n_parameters: int
+    documents_per_second: float
+    tokens_per_second: float
+    mean_tokens_per_document: float
+    query_latency_p50_ms: float
+    query_latency_p95_ms: float
+    peak_rss_bytes: int | None
+    peak_cuda_bytes: int | None
+    repeats: int
+    sample_documents: int
+
+    def as_row(self) -> dict:
+        return asdict(self)
+
+
+def measure_encoder(
+    encoder: Encoder,
+    documents: Sequence[str],
+    queries: Sequence[str],
+    load_seconds: float,
+    repeats: int = 3,
+    latency_queries: int = 50,
+) -> EncoderCost:
+    """Time a loaded encoder: throughput on ``documents``, batch-1 latency on ``queries``.
+
+    Peak memory is read at the end: the high-water mark since the last ``reset_peak_rss``
+    (the runner resets it before loading each backend)."""
+    encoder.encode(documents[: max(1, len(documents) // 4)], Role.DOCUMENT)  # warm-up
+    runs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        encoder.encode(documents, Role.DOCUMENT)
+        runs.append(time.perf_counter() - t)
+    seconds = statistics.median(runs)
+    tokens = encoder.count_tokens(documents)
+    latencies = _latencies(encoder, list(queries)[:latency_queries])
+    return EncoderCost(
+        load_seconds=load_seconds, n_parameters=int(encoder.n_parameters),
+        documents_per_second=len(documents) / seconds, tokens_per_second=tokens / seconds,
+        mean_tokens_per_document=tokens / max(1, len(documents)),
+        query_latency_p50_ms=percentile_ms(latencies, 50), query_latency_p95_ms=percentile_ms(latencies, 95),
+        peak_rss_bytes=peak_rss_bytes(), peak_cuda_bytes=cuda_peak_bytes(),
+        repeats=repeats, sample_documents=len(documents),
+    )  # fmt: skip
+
+
+def _latencies(encoder: Encoder, queries: list[str]) -> list[float]:
+    for text in queries[:3]:  # warm-up
+        encoder.encode([text], Role.QUERY)
+    out = []
+    for text in queries:
+        t = time.perf_counter()
+        encoder.encode([text], Role.QUERY)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def search_latencies(search: Callable[[np.ndarray], object], queries: np.ndarray, n: int) -> list[float]:
+    """Seconds per single-query search for the first ``n`` queries (one warm-up call first)."""
+    search(queries[:1])
+    out = []
+    for row in range(min(n, len(queries))):
+        t = time.perf_counter()
+        search(queries[row : row + 1])
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def matmul_peak_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
+    """This machine's measured dense matrix-multiply rate (GFLOP/s) in torch, best of ``repeats``."""
+    import torch
+
+    dt = getattr(torch, dtype)
+    a = torch.randn(size, size, dtype=dt, device=device)
+    b = torch.randn(size, size, dtype=dt, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        torch.matmul(a, b)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * size**3 / best / 1e9
