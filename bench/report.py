@@ -110,6 +110,81 @@ def plot_group(frame: pd.DataFrame, key: dict, out_dir: Path) -> list[Path]:
     return paths
 
 
+COST_COLUMNS = [
+    ("documents_per_second", "docs/s", "{:.1f}"), ("tokens_per_second", "tokens/s", "{:.0f}"),
+    ("query_latency_p50_ms", "query p50 ms", "{:.1f}"), ("query_latency_p95_ms", "query p95 ms", "{:.1f}"),
+    ("peak_rss_bytes", "peak RSS MiB", "{:.0f}"), ("peak_cuda_bytes", "peak CUDA MiB", "{:.0f}"),
+    ("load_seconds", "load s", "{:.1f}"), ("n_parameters", "parameters", "{:,.0f}"),
+]  # fmt: skip
+
+
+def _fmt(value, template: str, column: str) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    return template.format(value / 2**20 if column.endswith("_bytes") else value)
+
+
+def cost_table(rows: pd.DataFrame) -> str:
+    """Markdown: one line per (model, task, backend) with what encoding costs."""
+    cols = [c for c in COST_COLUMNS if c[0] in rows.columns]
+    if not cols:
+        return ""
+    first = rows.groupby(GROUP, sort=True).first().reset_index()
+    lines = ["| model | task | backend | " + " | ".join(c[1] for c in cols) + " |",
+             "|---|---|---|" + "---:|" * len(cols)]  # fmt: skip
+    for _, r in first.iterrows():
+        vals = [_fmt(r[c], t, c) for c, _, t in cols]
+        lines.append(f"| {r.model} | {r.task} | {r.backend} | " + " | ".join(vals) + " |")
+    return "\n".join(lines)
+
+
+def search_table(rows: pd.DataFrame) -> str:
+    """Markdown: index size and exact-search speed per cell."""
+    if "search_queries_per_second" not in rows.columns:
+        return ""
+    cols = [*GROUP, "dim", "precision", "index_bytes", "search_queries_per_second",
+            "search_latency_p50_ms", "search_latency_p95_ms"]  # fmt: skip
+    cols = [c for c in cols if c in rows.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in rows[cols].iterrows():
+        lines.append("| " + " | ".join(_fmt(v, "{:,.1f}" if isinstance(v, float) else "{}", "") for v in r) + " |")
+    return "\n".join(lines)
+
+
+def plot_costs(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Encode throughput and peak memory by backend and model; nDCG@10 against search speed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "documents_per_second" not in rows.columns:
+        return []
+    first = rows.groupby(["model", "backend"], sort=True).first().reset_index()
+    labels = [f"{m}\n{b}" for m, b in zip(first.model, first.backend)]
+    paths = []
+    for column, label, name, scale in [("documents_per_second", "documents / s", "throughput_by_backend", 1),
+                                       ("peak_rss_bytes", "peak RSS (MiB)", "peak_memory_by_backend", 2**20)]:
+        fig, ax = plt.subplots(figsize=(max(4.8, 1.6 * len(first)), 3.8))
+        ax.bar(range(len(first)), first[column].astype(float) / scale, color="tab:blue")
+        ax.set_xticks(range(len(first)), labels, fontsize=7)
+        ax.set(ylabel=label, title=label.split(" (")[0] + " by backend and model")
+        ax.grid(axis="y", alpha=0.3)
+        paths.append(_save(fig, out_dir / f"{name}.png"))
+    for key, frame in _groups(rows):
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for p in [p for p in PRECISION_ORDER if p in set(frame.precision)]:
+            sub = frame[frame.precision == p]
+            ax.scatter(sub.search_queries_per_second, sub.ndcg_at_10, label=p, s=28)
+        ax.set(xlabel="exact search throughput (queries/s, log scale)", ylabel="nDCG@10",
+               title=f"{key['model']} on {key['task']} ({key['backend']})")  # fmt: skip
+        ax.set_xscale("log")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        paths.append(_save(fig, out_dir / f"{'__'.join(str(key[k]) for k in GROUP)}__ndcg_vs_search_qps.png"))
+    return paths
+
+
 def _save(fig, path: Path) -> Path:
     import io
 
@@ -127,8 +202,13 @@ def render(run_dir: Path) -> str:
     """Write ``table.md`` and ``plots/`` for a finished run; return the summary markdown."""
     manifest, rows = results.read_run(run_dir)
     summary = summary_markdown(rows)
-    text = f"# Run {manifest['run_id']}\n\n{summary}\n## All cells\n\n{full_table(rows)}\n"
+    costs = cost_table(rows)
+    if costs:
+        summary += f"\n### Encoding cost\n\n{costs}\n"
+    text = (f"# Run {manifest['run_id']}\n\n{summary}\n## Exact search\n\n{search_table(rows)}\n"
+            f"\n## All cells\n\n{full_table(rows)}\n")  # fmt: skip
     atomic_write_bytes(Path(run_dir) / "table.md", text.encode("utf-8"))
     for key, frame in _groups(rows):
         plot_group(frame, key, Path(run_dir) / "plots")
+    plot_costs(rows, Path(run_dir) / "plots")
     return summary

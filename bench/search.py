@@ -7,6 +7,7 @@ broken by document position (lower first), so results are deterministic.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,13 @@ import numpy as np
 from bench import transforms as tf
 from bench.types import Precision
 
+try:  # faiss's BLAS and SIMD popcount beat NumPy here; it is the engine where it is installed
+    import faiss
+except ImportError:  # pragma: no cover - faiss-cpu is a dependency; NumPy is the fallback
+    faiss = None
+
+# "faiss" or "numpy"; $BENCH_SEARCH_ENGINE=numpy forces the pure NumPy kernels.
+ENGINE = os.environ.get("BENCH_SEARCH_ENGINE", "faiss" if faiss is not None else "numpy")
 QUERY_BLOCK = 256
 DOC_CHUNK = 32768
 _EXACT_FLOAT32_LIMIT = 2**24  # integer dot products up to this are exact in float32
@@ -47,24 +55,51 @@ def top_k(scores: np.ndarray, indices: np.ndarray, k: int) -> tuple[np.ndarray, 
     return _order(top_s, top_i)
 
 
-def _merge(best: tuple[np.ndarray, np.ndarray] | None, scores, indices, k):
-    if best is not None:
-        scores = np.concatenate([best[0], scores], axis=1)
-        indices = np.concatenate([best[1], indices], axis=1)
-    return top_k(scores, indices, k)
+def _above(scores: np.ndarray, offset: int, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the scores strictly above ``threshold`` (padded with -inf): (B, m) scores, indices.
+
+    Chunks arrive in increasing document order, so a later document that only ties the current
+    k-th best loses on position anyway: a strict comparison keeps the result exact."""
+    rows, cols = np.nonzero(scores > threshold[:, None])
+    counts = np.bincount(rows, minlength=len(scores))
+    width = int(counts.max()) if len(rows) else 0
+    out_s = np.full((len(scores), width), -np.inf, dtype=scores.dtype)
+    out_i = np.full((len(scores), width), np.iinfo(np.int64).max, dtype=np.int64)
+    if width:
+        pos = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        out_s[rows, pos] = scores[rows, cols]
+        out_i[rows, pos] = cols + offset
+    return out_s, out_i
+
+
+def _chunks(n_docs: int, k: int):
+    """Corpus ranges: a small first one (a cheap full selection sets the bar), then full chunks."""
+    first = min(DOC_CHUNK, max(8 * k, 2048))
+    yield 0, min(first, n_docs)
+    for d0 in range(first, n_docs, DOC_CHUNK):
+        yield d0, min(d0 + DOC_CHUNK, n_docs)
 
 
 def _scan(n_docs: int, n_queries: int, k: int, score_block) -> Hits:
-    """Drive ``score_block(q0, q1, d0, d1) -> scores`` over blocks; keep the running top-k."""
+    """Drive ``score_block(q0, q1, d0, d1) -> scores`` over blocks; keep the running top-k.
+
+    The first chunk of a query block goes through a full selection; later chunks only pass on
+    the scores that beat the current k-th best, which is cheap once the top-k has settled."""
     all_s, all_i = [], []
     for q0 in range(0, n_queries, QUERY_BLOCK):
         q1 = min(q0 + QUERY_BLOCK, n_queries)
-        best = None
-        for d0 in range(0, n_docs, DOC_CHUNK):
-            d1 = min(d0 + DOC_CHUNK, n_docs)
+        best: tuple[np.ndarray, np.ndarray] | None = None
+        for d0, d1 in _chunks(n_docs, k):
             scores = score_block(q0, q1, d0, d1)
-            idx = np.broadcast_to(np.arange(d0, d1, dtype=np.int64), scores.shape)
-            best = _merge(best, scores, idx, k)
+            if best is None or best[0].shape[1] < k:
+                idx = np.broadcast_to(np.arange(d0, d1, dtype=np.int64), scores.shape)
+                if best is not None:
+                    scores, idx = np.concatenate([best[0], scores], 1), np.concatenate([best[1], idx], 1)
+                best = top_k(scores, idx, k)
+                continue
+            cand_s, cand_i = _above(scores, d0, best[0][:, -1])
+            if cand_s.shape[1]:
+                best = top_k(np.concatenate([best[0], cand_s], 1), np.concatenate([best[1], cand_i], 1), k)
         all_s.append(best[0])
         all_i.append(best[1])
     return Hits(indices=np.concatenate(all_i), scores=np.concatenate(all_s).astype(np.float32))
@@ -72,13 +107,24 @@ def _scan(n_docs: int, n_queries: int, k: int, score_block) -> Hits:
 
 def search_dense(queries: np.ndarray, docs: np.ndarray, k: int, cosine: bool = True) -> Hits:
     """Exact inner-product (or cosine) top-k over float32/float16/int8 vectors."""
+    if ENGINE == "faiss" and not cosine and docs.dtype == np.float32:
+        queries = np.ascontiguousarray(queries, np.float32)
+
+        def run(q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+            return faiss.knn(q, docs, kk, faiss.METRIC_INNER_PRODUCT)
+
+        return _faiss_exact(run, queries, len(docs), k)
+    return _dense_numpy(queries, docs, k, cosine)
+
+
+def _dense_numpy(queries: np.ndarray, docs: np.ndarray, k: int, cosine: bool) -> Hits:
     wide = docs.dtype == np.int8 and docs.shape[1] * 128 * 128 >= _EXACT_FLOAT32_LIMIT
     compute = np.float64 if wide else np.float32
     q = queries.astype(compute)
     q_inv = _inverse_norms(q) if cosine else None
 
     def score_block(q0, q1, d0, d1):
-        chunk = docs[d0:d1].astype(compute)
+        chunk = docs[d0:d1].astype(compute, copy=False)
         scores = q[q0:q1] @ chunk.T
         if cosine:
             scores *= q_inv[q0:q1, None]
@@ -86,6 +132,23 @@ def search_dense(queries: np.ndarray, docs: np.ndarray, k: int, cosine: bool = T
         return scores.astype(np.float32, copy=False)
 
     return _scan(len(docs), len(queries), k, score_block)
+
+
+def _faiss_exact(run, queries: np.ndarray, n_docs: int, k: int, margin: int | None = None) -> Hits:
+    """faiss's top-k with our tie rule (lower position first), exactly.
+
+    faiss breaks ties at the cut its own way. Asking for a margin beyond k settles it: when the
+    k-th score beats the last returned one, every document scoring at least the k-th is among the
+    results, and sorting by (score, position) gives the exact answer. Rows whose tie runs past the
+    margin are asked again with a four times wider one (at worst, the whole corpus)."""
+    wide = min(n_docs, k + (margin or max(16, k // 4)))
+    scores, indices = _order(*(a.astype(t) for a, t in zip(run(queries, wide), (np.float32, np.int64))))
+    unsure = np.flatnonzero(scores[:, k - 1] <= scores[:, wide - 1]) if wide < n_docs else []
+    scores, indices = scores[:, :k].copy(), indices[:, :k].copy()
+    if len(unsure):
+        again = _faiss_exact(run, queries[unsure], n_docs, k, 4 * (wide - k))
+        scores[unsure], indices[unsure] = again.scores, again.indices
+    return Hits(indices=indices, scores=scores)
 
 
 def _inverse_norms(x: np.ndarray) -> np.ndarray:
@@ -111,6 +174,18 @@ def hamming(query_bits: np.ndarray, doc_bits: np.ndarray) -> np.ndarray:
 
 def search_binary(query_bits: np.ndarray, doc_bits: np.ndarray, k: int) -> Hits:
     """Exact Hamming top-k over packed bits; the score is minus the distance."""
+    if ENGINE == "faiss":
+        doc_bits = np.ascontiguousarray(doc_bits)
+
+        def run(q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+            dist, idx = faiss.knn_hamming(q, doc_bits, kk)
+            return -dist.astype(np.float32), idx
+
+        return _faiss_exact(run, np.ascontiguousarray(query_bits), len(doc_bits), k)
+    return _binary_numpy(query_bits, doc_bits, k)
+
+
+def _binary_numpy(query_bits: np.ndarray, doc_bits: np.ndarray, k: int) -> Hits:
 
     def score_block(q0, q1, d0, d1):
         return -hamming(query_bits[q0:q1], doc_bits[d0:d1]).astype(np.float32)
@@ -151,8 +226,10 @@ class Index:
         if p is Precision.INT8_TANH:
             return search_dense(tf.int8_tanh(q), self.vectors, k)
         q = tf.normalize(q)
-        if p in (Precision.FLOAT32, Precision.FLOAT16):
-            return search_dense(q.astype(self.vectors.dtype), self.vectors, k)
+        if p is Precision.FLOAT32:  # unit vectors on both sides: cosine is the inner product
+            return search_dense(q, self.vectors, k, cosine=False)
+        if p is Precision.FLOAT16:
+            return search_dense(q.astype(np.float16), self.vectors, k)
         if p is Precision.INT8:
             return search_dense(tf.quantize_int8(q, self.ranges), self.vectors, k)
         if p is Precision.BINARY:

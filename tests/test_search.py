@@ -73,3 +73,16 @@ def test_every_precision_finds_an_exact_duplicate_first(precision):
     hits = index.search(docs[[5, 17, 60]], 5)
     np.testing.assert_array_equal(hits.indices[:, 0], [5, 17, 60])
     assert index.nbytes == precision.bytes_per_vector(32) * 100
+
+
+@pytest.mark.parametrize("engine", ["numpy", "faiss"])
+def test_both_engines_give_identical_results_with_heavy_ties(monkeypatch, engine):
+    monkeypatch.setattr(search, "ENGINE", engine)
+    rng = np.random.default_rng(5)
+    raw = rng.integers(-2, 3, size=(400, 16)).astype(np.float32)  # small integers: exact, many ties
+    docs, queries = raw, raw[:20] + 1
+    hits = search.search_dense(queries, docs, 37, cosine=False)
+    np.testing.assert_array_equal(hits.indices, _brute(queries @ docs.T, 37))
+    bits, qbits = tf.binarize(raw - 0.5), tf.binarize(raw[:20])
+    distance = np.array([[np.unpackbits(a ^ b).sum() for b in bits] for a in qbits])
+    np.testing.assert_array_equal(search.search_binary(qbits, bits, 37).indices, _brute(-distance.astype(float), 37))

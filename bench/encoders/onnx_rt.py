@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -27,13 +28,16 @@ from bench.types import BackendSpec, ModelSpec, Role
 
 log = logging.getLogger(__name__)
 OPSET = 17
+# Dynamic int8 of the MatMul weights, one scale per output channel: on MiniLM this keeps the
+# vectors within cosine 0.99 of float32, where per-tensor scales drop to 0.90.
+QUANTIZATION = {"weight_type": "QInt8", "per_channel": True, "op_types_to_quantize": ["MatMul"]}
 
 
 def export_dir(model: ModelSpec, cache_dir: Path) -> Path:
     """Where this model's export lives (keyed by model, revision, length and exporter)."""
     import torch
 
-    key = json.dumps([model.name, model.revision, model.max_length, OPSET, torch.__version__])
+    key = json.dumps([model.name, model.revision, model.max_length, OPSET, torch.__version__, QUANTIZATION])
     return Path(cache_dir) / "onnx" / hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
@@ -70,22 +74,31 @@ def _export(model: ModelSpec, target: Path) -> None:
 
     example = st.tokenizer(["an example input", "another"], padding=True, return_tensors="pt")
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    torch.onnx.export(
-        HiddenStates(), tuple(example[n] for n in names), str(target / "model.onnx"),
-        input_names=names, output_names=["last_hidden_state"],
-        dynamic_axes={**axes, "last_hidden_state": {0: "batch", 1: "sequence"}},
-        opset_version=OPSET, dynamo=False,
-    )  # fmt: skip
+    with warnings.catch_warnings():  # the tracer's notes on Python-level branches it froze
+        warnings.simplefilter("ignore")
+        _trace(HiddenStates(), tuple(example[n] for n in names), target, names, axes)
     (target / "tokenizer.json").write_text(st.tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
     meta = {"inputs": names, "pad_id": st.tokenizer.pad_token_id, **_pooling(st)}
     (target / "config.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
+def _trace(module, example: tuple, target: Path, names: list[str], axes: dict) -> None:
+    import torch
+
+    torch.onnx.export(
+        module, example, str(target / "model.onnx"),
+        input_names=names, output_names=["last_hidden_state"],
+        dynamic_axes={**axes, "last_hidden_state": {0: "batch", 1: "sequence"}},
+        opset_version=OPSET, dynamo=False,
+    )  # fmt: skip
+
+
 def _quantize(folder: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    tmp = folder / ".model-int8.onnx.tmp"
-    quantize_dynamic(str(folder / "model.onnx"), str(tmp), weight_type=QuantType.QInt8)
+    tmp = folder / ".model-int8.tmp.onnx"
+    settings = {**QUANTIZATION, "weight_type": getattr(QuantType, QUANTIZATION["weight_type"])}
+    quantize_dynamic(str(folder / "model.onnx"), str(tmp), **settings)
     os.replace(tmp, folder / "model-int8.onnx")
 
 

@@ -1,0 +1,84 @@
+"""Local backends produce the model's vectors: torch in other dtypes and ONNX Runtime."""
+
+import numpy as np
+import pytest
+
+from bench.encoders import EncoderOptions, make_encoder, parse_backend
+from bench.errors import InputError
+from bench.models import model_registry
+from bench.types import Role
+from tests.conftest import REPO
+
+TEXTS = [
+    "Dense retrieval maps queries and documents into one vector space.",
+    "short",
+    "Binary quantization keeps one bit per dimension, and rescoring recovers most of the loss "
+    "by re-ranking candidates with the float query. " * 6,
+    "ONNX Runtime runs the exported graph.",
+]
+
+
+def _cos(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return model_registry(REPO / "tasks").get("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="module")
+def reference(minilm):
+    from sentence_transformers import SentenceTransformer
+
+    from bench.models import weights_location
+
+    st = SentenceTransformer(weights_location(minilm), device="cpu")
+    return st.encode(TEXTS, convert_to_numpy=True)
+
+
+def test_torch_backend_equals_sentence_transformers_encode(minilm, reference, tmp_path):
+    enc = make_encoder(minilm, parse_backend("torch"), EncoderOptions(2, tmp_path))
+    np.testing.assert_allclose(enc.encode(TEXTS, Role.DOCUMENT), reference, atol=2e-6)
+    assert enc.n_parameters == 22_713_216
+    assert enc.count_tokens(["hello world"]) == 4  # [CLS] hello world [SEP]
+
+
+def test_torch_bfloat16_stays_close_to_float32(minilm, reference, tmp_path):
+    enc = make_encoder(minilm, parse_backend("torch-cpu-bfloat16"), EncoderOptions(4, tmp_path))
+    assert _cos(enc.encode(TEXTS, Role.DOCUMENT), reference).min() > 0.99
+
+
+def test_onnx_float32_and_int8_are_exported_once_and_match(minilm, reference, tmp_path, monkeypatch):
+    from bench.encoders import onnx_rt
+
+    fp32 = make_encoder(minilm, parse_backend("onnx"), EncoderOptions(3, tmp_path))
+    np.testing.assert_allclose(fp32.encode(TEXTS, Role.DOCUMENT), reference, atol=1e-4)
+    int8 = make_encoder(minilm, parse_backend("onnx-cpu-int8"), EncoderOptions(3, tmp_path))
+    assert _cos(int8.encode(TEXTS, Role.DOCUMENT), reference).min() > 0.98
+    assert fp32.count_tokens(["hello world"]) == 4
+    assert fp32.n_parameters > 22_000_000
+    monkeypatch.setattr(onnx_rt, "_export", lambda *a: pytest.fail("exported twice"))
+    make_encoder(minilm, parse_backend("onnx-cpu-int8"), EncoderOptions(3, tmp_path))
+    assert not list(tmp_path.rglob("*.tmp*")) and not list(tmp_path.rglob(".export-*"))
+
+
+@pytest.mark.parametrize("name,message", [
+    ("torch-tpu", "runs on cpu/cuda, not 'tpu'"),
+    ("onnx-cpu-bfloat16", "supports dtypes float32/int8, not 'bfloat16'"),
+    ("hashing-cuda", "runs on cpu, not 'cuda'"),
+])  # fmt: skip
+def test_backend_names_are_checked_per_kind(name, message):
+    with pytest.raises(InputError, match=message):
+        parse_backend(name)
+
+
+def test_cuda_backends_fail_cleanly_without_a_gpu(minilm, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: tests/test_gpu.py covers the CUDA paths")
+    with pytest.raises(InputError, match="CUDA is not available"):
+        make_encoder(minilm, parse_backend("torch-cuda-bfloat16"), EncoderOptions(2, tmp_path))
+    with pytest.raises(InputError, match="no CUDAExecutionProvider"):
+        make_encoder(minilm, parse_backend("onnx-cuda"), EncoderOptions(2, tmp_path))
