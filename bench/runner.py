@@ -255,7 +255,8 @@ def rows_frame(records: list[dict]) -> pd.DataFrame:
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame["retention"] = frame.main_score / _reference_scores(frame)
-    front = [*ROW_KEYS, "bytes_per_vector", "main_score", "retention", *QUALITY_METRICS]
+    frame["retention_vs_torch_float32"] = frame.main_score / _torch_reference(frame)
+    front = [*ROW_KEYS, "bytes_per_vector", "main_score", "retention", "retention_vs_torch_float32", *QUALITY_METRICS]
     return frame[front + [c for c in frame.columns if c not in front]]
 
 
@@ -264,6 +265,20 @@ def _reference_scores(frame: pd.DataFrame) -> pd.Series:
     group = ["model", "task", "backend"]
     ref = frame[frame.precision == "float32"].sort_values("dim").groupby(group).main_score.last()
     return frame.join(ref.rename("reference"), on=group)["reference"]
+
+
+REFERENCE_BACKENDS = ("torch-cpu-float32", "torch-cuda-float32")
+
+
+def _torch_reference(frame: pd.DataFrame) -> pd.Series:
+    """Per row, the float32 full-width main score of the model on the float32 torch backend
+    (what bf16 or int8 weights are measured against); NaN when that backend is not swept."""
+    present = [b for b in REFERENCE_BACKENDS if b in set(frame.backend)]
+    if not present:
+        return pd.Series(float("nan"), index=frame.index)
+    ref = frame[(frame.backend == present[0]) & (frame.precision == "float32")]
+    ref = ref.sort_values("dim").groupby(["model", "task"]).main_score.last()
+    return frame.join(ref.rename("reference"), on=["model", "task"])["reference"]
 
 
 def per_query_frame(records: list[dict]) -> pd.DataFrame:

@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     docs = tf.normalize(rng.standard_normal((args.docs, args.dim), dtype=np.float32))

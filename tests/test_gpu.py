@@ -1,0 +1,45 @@
+"""CUDA paths. Marked ``gpu``: excluded from ``make test``; they skip cleanly without a GPU."""
+
+import numpy as np
+import pytest
+
+from bench.encoders import EncoderOptions, make_encoder, parse_backend
+from bench.measure import cuda_peak_bytes, cuda_peak_reset, matmul_peak_gflops
+from bench.models import model_registry
+from bench.types import Role
+from tests.conftest import REPO
+
+torch = pytest.importorskip("torch")
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]  # fmt: skip
+
+TEXTS = ["a short query", "a longer document about dense retrieval and quantization " * 5]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return model_registry(REPO / "tasks").get("all-MiniLM-L6-v2")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_torch_cuda_matches_cpu(minilm, tmp_path, dtype):
+    cpu = make_encoder(minilm, parse_backend("torch"), EncoderOptions(2, tmp_path)).encode(TEXTS, Role.DOCUMENT)
+    cuda_peak_reset()
+    gpu = make_encoder(minilm, parse_backend(f"torch-cuda-{dtype}"), EncoderOptions(2, tmp_path))
+    vectors = gpu.encode(TEXTS, Role.DOCUMENT)
+    cos = (vectors * cpu).sum(1) / np.linalg.norm(vectors, axis=1) / np.linalg.norm(cpu, axis=1)
+    assert cos.min() > (0.9999 if dtype == "float32" else 0.99)
+    assert cuda_peak_bytes() > 0
+
+
+def test_onnx_cuda_provider_matches_cpu(minilm, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime without the CUDA execution provider")
+    cpu = make_encoder(minilm, parse_backend("onnx"), EncoderOptions(2, tmp_path)).encode(TEXTS, Role.DOCUMENT)
+    gpu = make_encoder(minilm, parse_backend("onnx-cuda"), EncoderOptions(2, tmp_path)).encode(TEXTS, Role.DOCUMENT)
+    np.testing.assert_allclose(gpu, cpu, atol=1e-3)
+
+
+def test_matmul_peak_is_measured_on_the_device():
+    assert matmul_peak_gflops("bfloat16", 4096, device="cuda") > 1000
