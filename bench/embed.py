@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -62,7 +63,7 @@ def embed(
     backend: BackendSpec,
     cache: EmbeddingCache,
     encoder: LazyEncoder,
-    chunk_size: int = 512,
+    chunk_size: int | None = None,
 ) -> tuple[np.ndarray, EncodeStats]:
     """Embeddings for ``texts`` (in their mapping order), shape (len(texts), model.dim)."""
     prompt = model.prompt(role)
@@ -83,17 +84,53 @@ def _missing(texts, ids, digests, found) -> list[tuple[bytes, str]]:
 
 
 def _encode_missing(todo, prompt, role, model, namespace, encoder, chunk_size, found) -> float:
-    total = 0.0
-    bar = tqdm(total=len(todo), desc=f"encode {role.value}s", unit="text", disable=None if todo else True)
-    for start in range(0, len(todo), chunk_size):
-        chunk = todo[start : start + chunk_size]
+    """Encode in chunks of the encoder's ``chunk_size`` (or ``chunk_size`` when given), storing
+    each finished chunk at once, so a kill loses at most the chunks in flight. Remote encoders
+    take one request per chunk, ``parallel_requests`` at a time."""
+    if not todo:
+        return 0.0
+    parallel = encoder.get().parallel_requests
+    size = chunk_size or encoder.get().chunk_size
+    chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+    bar = tqdm(total=len(todo), desc=f"encode {role.value}s", unit="text", disable=None)
+
+    def run(chunk):
         t0 = time.perf_counter()
         raw = encoder.get().encode([prompt + text for _, text in chunk], role)
-        elapsed = time.perf_counter() - t0
+        return chunk, raw, time.perf_counter() - t0
+
+    def finish(chunk, raw, elapsed):
         vectors = check_vectors(raw, len(chunk), model.dim, f"{model.key} encoder")
-        namespace.store([d for d, _ in chunk], vectors, elapsed)
+        namespace.store([d for d, _ in chunk], vectors, elapsed / parallel)
         found.update({d: v for (d, _), v in zip(chunk, vectors)})
-        total += elapsed
         bar.update(len(chunk))
-    bar.close()
-    return total
+
+    t0 = time.perf_counter()
+    try:
+        if parallel == 1:
+            for chunk in chunks:
+                finish(*run(chunk))
+        else:
+            _run_parallel(chunks, run, finish, parallel)
+    finally:
+        bar.close()
+    return time.perf_counter() - t0
+
+
+def _run_parallel(chunks, run, finish, parallel: int) -> None:
+    """Run chunks concurrently; keep every chunk that finished even when another one failed."""
+    error: BaseException | None = None
+    with ThreadPoolExecutor(parallel) as pool:
+        futures = [pool.submit(run, c) for c in chunks]
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after saving the rest
+                if error is None:
+                    error = exc
+                    for other in futures:
+                        other.cancel()
+                continue
+            finish(*result)
+    if error is not None:
+        raise error

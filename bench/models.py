@@ -13,7 +13,7 @@ from bench.yamlio import LineDict, check_keys, load_yaml, require_mapping, typed
 
 MODEL_KEYS = (
     "name", "revision", "dim", "max_length", "loader", "similarity", "weights_package",
-    "prompts", "n_parameters", "license", "trust_remote_code",
+    "prompts", "n_parameters", "license", "trust_remote_code", "role_field", "role_values",
 )  # fmt: skip
 
 
@@ -37,10 +37,20 @@ def _read_model(key: str, raw: LineDict) -> ModelSpec:
         n_parameters=typed(raw, "n_parameters", int, 0),
         license=typed(raw, "license", str, ""),
         trust_remote_code=typed(raw, "trust_remote_code", bool, False),
+        role_field=typed(raw, "role_field", str, ""),
+        role_values=_role_values(raw),
     )
+    if spec.role_field and any(spec.prompts.values()):
+        raise InputError(f"{raw.where('role_field')}: give the role as prompts or as a request field, not both")
     if spec.similarity != "cosine":
         raise InputError(f"{raw.where('similarity')}: only cosine similarity is supported")
     return spec
+
+
+def _role_values(raw: LineDict) -> dict[str, str]:
+    values = require_mapping(raw.get("role_values", {}) or {}, raw.where("role_values"))
+    check_keys(values, [r.value for r in Role])
+    return {k: typed(values, k, str) for k in values}
 
 
 def model_registry(tasks_dir: Path | None = None) -> Registry[ModelSpec]:

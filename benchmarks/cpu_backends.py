@@ -4,8 +4,8 @@ For torch float32 (the reference), torch bfloat16, ONNX Runtime float32 and ONNX
 encode throughput (median of repeats after warm-up, on a seeded sample of abstracts), achieved
 GFLOP/s (FLOPs per token from the model's configuration) next to this machine's measured torch
 matrix-multiply peak in float32 and bfloat16, and nDCG@10 on full SciFact with its retention
-against torch float32. Embeddings come from (and go to) the embedding cache, so a second run
-only re-times the encoders.
+against torch float32. Embeddings and timings come from (and go to) the embedding cache, so a
+second run with the same --cache-dir only reprints; point it at an empty one to measure afresh.
 
     python benchmarks/cpu_backends.py [--sample 512] [--cache-dir DIR]
 """

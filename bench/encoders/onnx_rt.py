@@ -143,6 +143,9 @@ class OnnxEncoder:
     def _tokenize(self, texts: Sequence[str]):
         return self.tokenizer.encode_batch(list(texts))
 
+    parallel_requests = 1
+    chunk_size = 512
+
     def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(len(e.ids) for e in self._tokenize(texts))
 

@@ -62,6 +62,9 @@ class SentenceTransformerEncoder:
             list(texts), truncation=True, max_length=self.max_length, padding=False
         ).data
 
+    parallel_requests = 1
+    chunk_size = 512
+
     def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(len(ids) for ids in self._tokenize(texts)["input_ids"])
 

