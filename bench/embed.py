@@ -27,13 +27,22 @@ class EncodeStats:
     seconds: float  # backend wall time: measured now for encoded texts, recorded for cached ones
 
 
+# Remote backend options that change the vectors (the URL, timeouts and the key do not).
+VECTOR_OPTIONS = ("protocol", "model", "encoding_format", "dimensions", "normalize")
+
+
 def namespace_key(model: ModelSpec, backend: BackendSpec, role: Role) -> dict[str, object]:
     """Everything besides the text that changes a vector."""
-    return {
+    key = {
         "model": model.name, "revision": model.revision, "backend": backend.kind,
         "device": backend.device, "dtype": backend.dtype, "max_length": model.max_length,
         "prompt": model.prompt(role), "role": role.value,
     }  # fmt: skip
+    if model.role_field:
+        key["role_field"] = [model.role_field, model.role_values.get(role.value, role.value)]
+    if backend.options:
+        key["remote"] = {k: backend.option(k) for k in VECTOR_OPTIONS if backend.option(k) is not None}
+    return key
 
 
 class LazyEncoder:

@@ -180,3 +180,15 @@ def test_remote_backend_options_are_validated():
         parse_backend({"kind": "http", "name": "x", "url": "http://127.0.0.1:1", "retries": 3})
     with pytest.raises(InputError, match="needs 'url'"):
         parse_backend({"kind": "http", "name": "x"})
+
+
+def test_cache_key_follows_what_changes_vectors_not_the_url():
+    from bench.embed import namespace_key
+
+    def key(**options):
+        spec = {"kind": "http", "name": "a", "url": "http://127.0.0.1:1/v1/embeddings", **options}
+        return namespace_key(MODEL, parse_backend(spec), Role.QUERY)
+
+    assert key() == key(url="http://127.0.0.1:2/v1/embeddings", timeout=5, api_key_env="X")
+    assert key() != key(dimensions=16) and key() != key(encoding_format="base64") and key() != key(model="other")
+    assert namespace_key(MODEL, parse_backend("hashing"), Role.QUERY) != namespace_key(MODEL, parse_backend("hashing"), Role.DOCUMENT)
