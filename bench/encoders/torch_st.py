@@ -34,7 +34,7 @@ def load_sentence_transformer(model: ModelSpec, device: str = "cpu", dtype: str 
         st = SentenceTransformer(
             location,
             device=device,
-            revision=None if model.weights_package else model.revision,
+            revision=None if (model.weights_package or model.path) else model.revision,
             trust_remote_code=model.trust_remote_code,
             model_kwargs={"dtype": getattr(torch, dtype)},
         )
@@ -42,6 +42,9 @@ def load_sentence_transformer(model: ModelSpec, device: str = "cpu", dtype: str 
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"model {model.key}: cannot load weights from {location}: {first}") from None
     st.max_seq_length = model.max_length
+    while len(st) > 1 and type(st[len(st) - 1]).__name__ in model.strip_modules:
+        log.info("%s: dropping %s, the harness quantizes itself", model.key, type(st[len(st) - 1]).__name__)
+        del st[len(st) - 1]
     return st
 
 
