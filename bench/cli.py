@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path)
     report.set_defaults(func=cmd_report)
 
+    export = sub.add_parser("export-mteb", help="write a run in MTEB's result layout")
+    export.add_argument("run_dir", type=Path)
+    export.add_argument("out", type=Path)
+    export.set_defaults(func=cmd_export_mteb)
+
     ls = sub.add_parser("ls", help="list known tasks or models")
     ls.add_argument("what", choices=["tasks", "models"])
     ls.add_argument("--tasks-dir", type=Path)
@@ -103,6 +108,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     print(report.render(args.run_dir))
     print(f"written: {args.run_dir / 'table.md'}, {args.run_dir / 'plots'}/")
+    return 0
+
+
+def cmd_export_mteb(args: argparse.Namespace) -> int:
+    from bench.export import export_mteb
+
+    files = export_mteb(args.run_dir, args.out)
+    print(f"wrote {len(files)} MTEB result files under {args.out}")
     return 0
 
 

@@ -217,7 +217,7 @@ def _evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, 
     t0 = time.perf_counter()
     index = build_index(cell.precision, docs, cell.dim, config.rescore_multiplier)
     scores = evaluate_index(index, queries, list(data.queries), list(data.corpus), data.qrels,
-                            config.top_k, spec.ignore_identical_ids)  # fmt: skip
+                            config.top_k, data.ignore_identical_ids)  # fmt: skip
     info = {
         "model_name": model.name, "model_revision": model.revision, "split": spec.split,
         "dataset_revision": spec.revision, "main_score_name": spec.main_score,

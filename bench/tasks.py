@@ -20,7 +20,7 @@ from bench.types import TaskData, TaskSpec
 from bench.yamlio import check_keys, load_yaml, require_mapping, typed
 
 TASK_KEYS = (
-    "name", "type", "source", "path", "split", "main_score", "ignore_identical_ids",
+    "name", "type", "source", "path", "split", "subset", "main_score", "ignore_identical_ids",
     "revision", "license", "description", "reference",
 )  # fmt: skip
 
@@ -36,7 +36,7 @@ def default_tasks_dir() -> Path:
 def read_task_spec(path: Path) -> TaskSpec:
     """Parse and validate one task YAML file."""
     raw = require_mapping(load_yaml(path), str(path))
-    check_keys(raw, TASK_KEYS, required=("name", "source", "path"))
+    check_keys(raw, TASK_KEYS, required=("name", "source"))
     if typed(raw, "type", str, "retrieval") != "retrieval":
         raise InputError(f"{raw.where('type')}: only type 'retrieval' is supported")
     source = typed(raw, "source", str)
@@ -45,8 +45,9 @@ def read_task_spec(path: Path) -> TaskSpec:
     return TaskSpec(
         name=typed(raw, "name", str),
         source=source,
-        path=(path.parent / typed(raw, "path", str)).resolve(),
+        path=(path.parent / typed(raw, "path", str, ".")).resolve(),
         split=typed(raw, "split", str, "test"),
+        subset=typed(raw, "subset", str, "default"),
         main_score=typed(raw, "main_score", str, "ndcg_at_10"),
         ignore_identical_ids=typed(raw, "ignore_identical_ids", bool, False),
         revision=str(typed(raw, "revision", (str, int), "")),
@@ -57,9 +58,21 @@ def read_task_spec(path: Path) -> TaskSpec:
     )
 
 
+class TaskRegistry(Registry[TaskSpec]):
+    """Declared tasks; ``mteb:<Name>`` also names any MTEB retrieval task (its test split)."""
+
+    def get(self, name: str) -> TaskSpec:
+        if name.startswith("mteb:") and len(name) > 5:
+            return TaskSpec(name=name[5:], source="mteb", path=Path("."), defined_in="command line")
+        return super().get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return (isinstance(name, str) and name.startswith("mteb:")) or super().__contains__(name)
+
+
 def task_registry(tasks_dir: Path | None = None) -> Registry[TaskSpec]:
     """Every task declared under ``tasks_dir/retrieval``."""
-    registry: Registry[TaskSpec] = Registry("task")
+    registry: Registry[TaskSpec] = TaskRegistry("task")
     root = (tasks_dir or default_tasks_dir()) / "retrieval"
     for path in sorted(root.glob("*.yaml")):
         spec = read_task_spec(path)
@@ -163,7 +176,8 @@ def _judged(spec: TaskSpec, corpus: dict, queries: dict, qrels: dict) -> TaskDat
     qrels = {q: rel for q, rel in qrels.items() if any(s > 0 for s in rel.values())}
     if not qrels:
         raise InputError(f"task {spec.name}: split {spec.split!r} has no judged queries")
-    return TaskData(corpus=corpus, queries={q: queries[q] for q in sorted(qrels)}, qrels=qrels)
+    return TaskData(corpus=corpus, queries={q: queries[q] for q in sorted(qrels)}, qrels=qrels,
+                    ignore_identical_ids=spec.ignore_identical_ids)  # fmt: skip
 
 
 LOADERS.add("beir", load_beir)
@@ -182,4 +196,12 @@ def subset(data: TaskData, limit: int) -> TaskData:
             break
         keep.add(doc_id)
     corpus = {d: t for d, t in data.corpus.items() if d in keep}
-    return TaskData(corpus, {q: data.queries[q] for q in qids}, {q: data.qrels[q] for q in qids})
+    return TaskData(corpus, {q: data.queries[q] for q in qids}, {q: data.qrels[q] for q in qids},
+                    data.ignore_identical_ids)  # fmt: skip
+
+
+def _register_mteb() -> None:
+    from bench import mteb_tasks  # noqa: F401  (registers the "mteb" source)
+
+
+_register_mteb()

@@ -44,6 +44,7 @@ class TaskSpec:
     source: str  # loader name: "beir" (a local BEIR folder)
     path: Path  # data folder, resolved against the YAML file
     split: str = "test"
+    subset: str = "default"
     main_score: str = "ndcg_at_10"
     ignore_identical_ids: bool = False
     revision: str = ""
@@ -112,6 +113,7 @@ class TaskData:
     corpus: Mapping[str, str]
     queries: Mapping[str, str]  # only queries with at least one positive judgement
     qrels: Mapping[str, Mapping[str, int]]
+    ignore_identical_ids: bool = False  # drop a retrieved document whose id is the query's
 
 
 @dataclass(frozen=True)
