@@ -65,6 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path)
     report.set_defaults(func=cmd_report)
 
+    rep = sub.add_parser("reproduce", help="run a suite and compare with its published scores")
+    rep.add_argument("suite", help="a suite name from tasks/suites/ or a suite YAML path")
+    rep.add_argument("--tolerance", type=float, help="absolute tolerance (default: the suite's, 0.005)")
+    rep.add_argument("--backends", type=_str_list, help="override the suite's backend (one)")
+    rep.add_argument("--limit", type=int, help="smoke run: only the first N judged queries (will not match)")
+    rep.add_argument("--output-dir", type=Path, default=Path("results"))
+    rep.add_argument("--cache-dir", type=Path)
+    rep.add_argument("--tasks-dir", type=Path)
+    rep.set_defaults(func=cmd_reproduce)
+
     export = sub.add_parser("export-mteb", help="write a run in MTEB's result layout")
     export.add_argument("run_dir", type=Path)
     export.add_argument("out", type=Path)
@@ -109,6 +119,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(report.render(args.run_dir))
     print(f"written: {args.run_dir / 'table.md'}, {args.run_dir / 'plots'}/")
     return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from bench.encoders import parse_backend
+    from bench.reproduce import load_suite, outcome_table, reproduce
+
+    suite = load_suite(args.suite, args.tasks_dir)
+    backend = parse_backend(args.backends[0], "--backends") if args.backends else None
+    outcomes = reproduce(suite, args.output_dir, args.cache_dir, args.tolerance, backend,
+                         _at_least_one(args.limit, "--limit"), args.tasks_dir)  # fmt: skip
+    print(outcome_table(outcomes))
+    return 0 if all(o.status == "pass" for o in outcomes) else 1
 
 
 def cmd_export_mteb(args: argparse.Namespace) -> int:

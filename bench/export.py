@@ -30,12 +30,12 @@ def _languages(task: str) -> list[str]:
 def task_result(row: pd.Series, manifest: dict) -> dict:
     """One MTEB TaskResult document for one cell."""
     scores = {m: float(row[m]) for m in QUALITY_METRICS}
-    scores.update(main_score=float(row["main_score"]), hf_subset=str(row.get("subset", "default") or "default"),
-                  languages=_languages(row["task"]))  # fmt: skip
+    scores.update(main_score=float(row["main_score"]), hf_subset=str(row["subset"]),
+                  languages=_languages(row["task_name"]))  # fmt: skip
     finished = manifest.get("finished_at") or manifest.get("started_at")
     return {
         "dataset_revision": str(row["dataset_revision"] or "unknown"),
-        "task_name": row["task"],
+        "task_name": row["task_name"],
         "mteb_version": manifest.get("packages", {}).get("mteb", "2.0.0"),
         "scores": {str(row["split"]): [scores]},
         "evaluation_time": float(row["eval_seconds"]),
@@ -51,7 +51,7 @@ def export_mteb(run_dir: Path, out: Path) -> list[Path]:
     for _, row in rows.iterrows():
         experiment = f"{row['backend']}__{int(row['dim'])}__{row['precision']}"
         model_dir = str(row["model_name"]).replace("/", "__")
-        path = Path(out) / experiment / model_dir / str(row["model_revision"]) / f"{row['task']}.json"
+        path = Path(out) / experiment / model_dir / str(row["model_revision"]) / f"{row['task_name']}.json"
         results.write_json(path, task_result(row, manifest))
         written.append(path)
     return written

@@ -219,7 +219,8 @@ def _evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, 
     scores = evaluate_index(index, queries, list(data.queries), list(data.corpus), data.qrels,
                             config.top_k, data.ignore_identical_ids)  # fmt: skip
     info = {
-        "model_name": model.name, "model_revision": model.revision, "split": spec.split,
+        "model_name": model.name, "model_revision": model.revision, "task_name": spec.name,
+        "split": spec.split, "subset": spec.subset,
         "dataset_revision": spec.revision, "main_score_name": spec.main_score,
         "bytes_per_vector": cell.precision.bytes_per_vector(cell.dim), "index_bytes": index.nbytes,
         "search_seconds": scores.search_seconds,

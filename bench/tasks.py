@@ -59,11 +59,15 @@ def read_task_spec(path: Path) -> TaskSpec:
 
 
 class TaskRegistry(Registry[TaskSpec]):
-    """Declared tasks; ``mteb:<Name>`` also names any MTEB retrieval task (its test split)."""
+    """Declared tasks; ``mteb:<Name>[/<subset>][@<split>]`` also names any MTEB retrieval task
+    (default subset ``default``, split ``test``)."""
 
     def get(self, name: str) -> TaskSpec:
         if name.startswith("mteb:") and len(name) > 5:
-            return TaskSpec(name=name[5:], source="mteb", path=Path("."), defined_in="command line")
+            rest, _, split = name[5:].partition("@")
+            task, _, subset = rest.partition("/")
+            return TaskSpec(name=task, source="mteb", path=Path("."), split=split or "test",
+                            subset=subset or "default", defined_in="command line")  # fmt: skip
         return super().get(name)
 
     def __contains__(self, name: object) -> bool:

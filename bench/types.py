@@ -152,4 +152,6 @@ class Cell:
 
     @property
     def key(self) -> str:
-        return f"{self.model}__{self.task}__{self.backend}__{self.dim}__{self.precision.value}"
+        """A file-name-safe identifier of the cell."""
+        raw = f"{self.model}__{self.task}__{self.backend}__{self.dim}__{self.precision.value}"
+        return "".join(c if c.isalnum() or c in "._-" else "_" for c in raw)
