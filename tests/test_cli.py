@@ -84,7 +84,7 @@ def test_broken_task_folder_is_named_exit_2_and_writes_nothing(toy_sweep, toy_ta
 
 def test_console_script_exit_code_and_ls():
     out = subprocess.run([sys.executable, "-m", "bench.cli", "ls", "tasks"], capture_output=True, text=True)
-    assert out.returncode == 0 and out.stdout.startswith("SciFact\tbeir")
+    assert out.returncode == 0 and "SciFact\tbeir\tsplit=test" in out.stdout and "ArguAna\tmteb" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "bench.cli", "report", "/nonexistent/run"],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.strip() == "bench: error: /nonexistent/run: run directory not found"
