@@ -18,6 +18,7 @@ SWEEP_KEYS = (
     "name", "models", "tasks", "backends", "dims", "precisions", "batch_size", "top_k",
     "rescore_multiplier", "output_dir", "cache_dir", "seed", "limit", "measure",
     "measure_documents", "measure_repeats", "latency_queries", "search_latency_queries",
+    "bootstrap_resamples",
 )  # fmt: skip
 
 
@@ -83,6 +84,7 @@ def config_from_mapping(raw: LineDict) -> SweepConfig:
         measure_repeats=_positive(raw, "measure_repeats", 3),
         latency_queries=_positive(raw, "latency_queries", 50),
         search_latency_queries=_positive(raw, "search_latency_queries", 20),
+        bootstrap_resamples=_positive(raw, "bootstrap_resamples", 1000),
     )
 
 

@@ -32,7 +32,8 @@ def pivot_table(frame: pd.DataFrame, metric: str = "main_score") -> str:
                 cells.append("")
             else:
                 r = hit.iloc[0]
-                cells.append(f"{r[metric]:.4f} ({100 * r.retention:.1f}%)")
+                mark = " ▼" if bool(r.get("significantly_worse", False)) else ""
+                cells.append(f"{r[metric]:.4f} ({100 * r.retention:.1f}%){mark}")
         lines.append(f"| {dim} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -44,7 +45,8 @@ def summary_markdown(rows: pd.DataFrame) -> str:
         metric = frame.main_score_name.iloc[0]
         parts.append(
             f"### {key['model']} · {key['task']} · {key['backend']}\n\n"
-            f"{metric} (retention vs float32 at full dimension)\n\n{pivot_table(frame)}\n"
+            f"{metric} (retention vs float32 at full dimension; ▼ significantly worse than it, "
+            f"paired permutation test p < 0.05)\n\n{pivot_table(frame)}\n"
         )
     return "\n".join(parts)
 

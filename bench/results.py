@@ -4,7 +4,8 @@ Layout of ``results/<run-id>/``::
 
     manifest.json        resolved config, git sha and dirty flag, versions, hardware, times
     rows.parquet/.csv    one tidy row per (model, task, backend, dim, precision)
-    per_query.parquet    every metric per query per cell (for confidence intervals)
+    per_query.parquet    every metric per query per cell
+    intervals.parquet    bootstrap 95% confidence interval of every metric of every cell
     cells/*.json         one file per finished cell (lets an interrupted run resume)
     table.md, plots/     rendered by ``bench report`` from the files above only
 """
@@ -25,6 +26,7 @@ from bench.errors import InputError
 SCHEMA_VERSION = 1
 ROWS = "rows.parquet"
 PER_QUERY = "per_query.parquet"
+INTERVALS = "intervals.parquet"
 MANIFEST = "manifest.json"
 
 

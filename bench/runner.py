@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bench import environment, measure, results
+from bench import environment, measure, results, stats
 from bench.cache import EmbeddingCache
 from bench.config import validate
 from bench.embed import EncodeStats, LazyEncoder, embed, namespace_key
@@ -127,7 +127,7 @@ def run(
     except BaseException:
         _discard_if_empty(run_dir)
         raise
-    _write_results(records, run_dir)
+    _write_results(records, run_dir, config)
     _write_manifest(the_plan, run_dir, started, finished=datetime.now(timezone.utc))
     return run_dir
 
@@ -294,9 +294,16 @@ def per_query_frame(records: list[dict]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _write_results(records: list[dict], run_dir: Path) -> None:
-    rows = rows_frame(records)
-    results.write_frame(run_dir / results.PER_QUERY, per_query_frame(records))
+def _write_results(records: list[dict], run_dir: Path, config: SweepConfig) -> None:
+    rows, per_query = rows_frame(records), per_query_frame(records)
+    n, seed = config.bootstrap_resamples, config.seed
+    intervals = stats.interval_table(per_query, list(QUALITY_METRICS), n, seed)
+    main = intervals.merge(rows[[*ROW_KEYS, "main_score_name"]], on=ROW_KEYS)
+    main = main[main.metric == main.main_score_name][[*ROW_KEYS, "ci_low", "ci_high"]]
+    rows = rows.merge(main.rename(columns={"ci_low": "main_score_ci_low", "ci_high": "main_score_ci_high"}), on=ROW_KEYS)
+    rows = rows.merge(stats.reference_comparisons(per_query, rows, n, seed), on=ROW_KEYS)
+    results.write_frame(run_dir / results.INTERVALS, intervals)
+    results.write_frame(run_dir / results.PER_QUERY, per_query)
     results.write_csv(run_dir / "rows.csv", rows)
     results.write_frame(run_dir / results.ROWS, rows)
 

@@ -138,6 +138,7 @@ class SweepConfig:
     measure_repeats: int = 3  # throughput is the median of this many timed passes
     latency_queries: int = 50  # batch-1 encode latency over this many queries
     search_latency_queries: int = 20  # single-query search latency over this many queries
+    bootstrap_resamples: int = 1000  # for confidence intervals and paired comparisons
 
 
 @dataclass(frozen=True)

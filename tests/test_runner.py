@@ -143,3 +143,20 @@ def test_costs_are_measured_once_per_backend_and_reused_from_the_cache(toy_sweep
     more = with_overrides(load_config(toy_sweep), dims=(32, 4))
     _, again = read_run(runner.run(more, toy_tasks_dir, encoder_factory=refuse))
     assert set(again.documents_per_second) == set(rows.documents_per_second)
+
+
+def test_every_metric_of_every_cell_has_a_seeded_confidence_interval(toy_sweep, toy_tasks_dir):
+    import pandas as pd
+
+    config = with_overrides(load_config(toy_sweep), measure=False, bootstrap_resamples=200)
+    run_dir = runner.run(config, toy_tasks_dir)
+    intervals = pd.read_parquet(run_dir / "intervals.parquet")
+    assert len(intervals) == CELLS * 42
+    assert ((intervals.ci_low <= intervals["mean"] + 1e-12) & (intervals["mean"] <= intervals.ci_high + 1e-12)).all()
+    again = pd.read_parquet(runner.run(config, toy_tasks_dir) / "intervals.parquet")
+    pd.testing.assert_frame_equal(intervals, again)
+    _, rows = read_run(run_dir)
+    ref = rows[(rows.dim == 32) & (rows.precision == "float32")].iloc[0]
+    assert ref.vs_reference_difference == 0 and ref.vs_reference_p_value == 1 and not ref.significantly_worse
+    assert (rows.main_score_ci_low <= rows.main_score).all() and (rows.main_score <= rows.main_score_ci_high).all()
+    assert set(rows.vs_reference_p_value.between(0, 1)) == {True}

@@ -1,0 +1,91 @@
+"""Statistics over per-query scores: bootstrap confidence intervals and paired comparisons.
+
+Every interval is a percentile bootstrap over queries; every comparison of two cells on the same
+task is paired by query (the mean difference, its paired-bootstrap interval, and a two-sided
+sign-flip permutation p-value). All are seeded, so they reproduce exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """Bootstrap resamples of ``n`` queries: (resamples, n) indices, the same for a given seed."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def bootstrap_ci(values: np.ndarray, indices: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the mean of ``values`` over the given resamples."""
+    means = np.asarray(values, dtype=np.float64)[indices].mean(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Cell ``a`` against cell ``b`` on the same queries (``a - b``)."""
+
+    mean_difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_queries: int
+
+    def significantly_worse(self, alpha: float = 0.05) -> bool:
+        return self.p_value < alpha and self.mean_difference < 0
+
+
+def paired_comparison(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0,
+                      level: float = 0.95) -> PairedComparison:  # fmt: skip
+    """Mean difference of paired per-query scores, its bootstrap interval and a permutation p-value."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    n = len(diff)
+    observed = float(diff.mean())
+    low, high = bootstrap_ci(diff, resample_indices(n, resamples, seed), level)
+    signs = np.random.default_rng(seed + 1).choice((-1.0, 1.0), size=(resamples, n))
+    flipped = np.abs((signs * diff).mean(axis=1))
+    extreme = int(np.count_nonzero(flipped >= abs(observed) - 1e-12))
+    return PairedComparison(observed, low, high, (extreme + 1) / (resamples + 1), n)
+
+
+CELL = ["model", "task", "backend", "dim", "precision"]
+
+
+def interval_table(per_query, metrics: list[str], resamples: int, seed: int):
+    """Tidy CIs: one row per (cell, metric) with mean, ci_low, ci_high (a pandas DataFrame)."""
+    import pandas as pd
+
+    out = []
+    for key, frame in per_query.groupby(CELL, sort=True):
+        frame = frame.sort_values("query_id")
+        idx = resample_indices(len(frame), resamples, seed)
+        for metric in metrics:
+            values = frame[metric].to_numpy(dtype=np.float64)
+            low, high = bootstrap_ci(values, idx)
+            out.append({**dict(zip(CELL, key)), "metric": metric, "mean": float(values.mean()),
+                        "ci_low": low, "ci_high": high})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def reference_comparisons(per_query, rows, resamples: int, seed: int):
+    """Each cell's main score against its group's float32 full-dimension cell, paired by query."""
+    import pandas as pd
+
+    out = []
+    for (model, task, backend), group in rows.groupby(["model", "task", "backend"], sort=True):
+        ref = group[group.precision == "float32"].sort_values("dim").iloc[-1]
+        metric = ref.main_score_name
+        pq = per_query[(per_query.model == model) & (per_query.task == task) & (per_query.backend == backend)]
+        base = pq[(pq.dim == ref.dim) & (pq.precision == "float32")].set_index("query_id")[metric].sort_index()
+        for _, row in group.iterrows():
+            cell = pq[(pq.dim == row.dim) & (pq.precision == row.precision)].set_index("query_id")[metric]
+            cmp = paired_comparison(cell.reindex(base.index).to_numpy(), base.to_numpy(), resamples, seed)
+            out.append({"model": model, "task": task, "backend": backend, "dim": row.dim, "precision": row.precision,
+                        "vs_reference_difference": cmp.mean_difference, "vs_reference_ci_low": cmp.ci_low,
+                        "vs_reference_ci_high": cmp.ci_high, "vs_reference_p_value": cmp.p_value,
+                        "significantly_worse": cmp.significantly_worse()})  # fmt: skip
+    return pd.DataFrame(out)
