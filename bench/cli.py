@@ -65,6 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path)
     report.set_defaults(func=cmd_report)
 
+    base = sub.add_parser("baseline", help="write a regression baseline from a finished run")
+    base.add_argument("run_dir", type=Path)
+    base.add_argument("-o", "--output", type=Path, required=True)
+    base.set_defaults(func=cmd_baseline)
+
+    chk = sub.add_parser("check", help="gate a run against a baseline (exit 0 ok, 1 regression, 2 usage)")
+    chk.add_argument("run_dir", type=Path)
+    chk.add_argument("--baseline", type=Path, required=True)
+    chk.add_argument("--metrics", type=_str_list, help="metrics to compare (default: every quality metric)")
+    chk.add_argument("--tolerance", action="append", default=[], metavar="METRIC=abs:X|rel:X",
+                     help="per-metric tolerance (repeatable; METRIC may be 'quality' or 'cost'); "
+                          "defaults: quality abs:0.005, cost rel:0.25")  # fmt: skip
+    chk.add_argument("--outside-ci", action="store_true", help="fail only when the drop leaves the baseline's CI")
+    chk.add_argument("--json", type=Path, help="where to write the findings (default RUN_DIR/check.json)")
+    chk.set_defaults(func=cmd_check)
+
     rep = sub.add_parser("reproduce", help="run a suite and compare with its published scores")
     rep.add_argument("suite", help="a suite name from tasks/suites/ or a suite YAML path")
     rep.add_argument("--tolerance", type=float, help="absolute tolerance (default: the suite's, 0.005)")
@@ -119,6 +135,34 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(report.render(args.run_dir))
     print(f"written: {args.run_dir / 'table.md'}, {args.run_dir / 'plots'}/")
     return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from bench.gate import make_baseline
+    from bench.results import write_json
+
+    baseline = make_baseline(args.run_dir)
+    write_json(args.output, baseline)
+    print(f"baseline of {len(baseline['cells'])} cells written to {args.output}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bench import gate
+    from bench.metrics import ALL_METRICS
+    from bench.results import read_json, write_json
+
+    for metric in args.metrics or []:
+        if metric not in ALL_METRICS:
+            from bench.errors import unknown
+
+            raise unknown("metric", metric, ALL_METRICS)
+    baseline = read_json(args.baseline)
+    findings = gate.check(args.run_dir, baseline, list(args.metrics or []),
+                          gate.parse_tolerances(args.tolerance), args.outside_ci)  # fmt: skip
+    write_json(args.json or args.run_dir / "check.json", gate.findings_json(findings))
+    print(gate.markdown(findings, baseline, args.run_dir.name))
+    return 1 if any(f.regressed for f in findings) else 0
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:

@@ -46,6 +46,22 @@ METRICS: dict[str, Metric] = {
 }
 QUALITY_METRICS = tuple(METRICS)
 
+COST_METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("documents_per_second", True, "encode throughput, documents per second"),
+    Metric("tokens_per_second", True, "encode throughput, tokens per second"),
+    Metric("query_latency_p50_ms", False, "median single-query encode latency (ms)"),
+    Metric("query_latency_p95_ms", False, "95th-percentile single-query encode latency (ms)"),
+    Metric("peak_rss_bytes", False, "peak resident memory of the process for this backend"),
+    Metric("peak_cuda_bytes", False, "peak allocated CUDA memory"),
+    Metric("load_seconds", False, "model load time"),
+    Metric("search_queries_per_second", True, "exact-search throughput, queries per second"),
+    Metric("search_latency_p50_ms", False, "median single-query search latency (ms)"),
+    Metric("search_latency_p95_ms", False, "95th-percentile single-query search latency (ms)"),
+    Metric("index_bytes", False, "size of the stored index"),
+    Metric("bytes_per_vector", False, "bytes per stored document vector"),
+)}  # fmt: skip
+ALL_METRICS = {**METRICS, **COST_METRICS}
+
 
 def _mrr(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]]):
     out: dict[str, dict[str, float]] = {}
