@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="tables and plots from a finished run")
     report.add_argument("run_dir", type=Path)
+    report.add_argument("--html", action="store_true", help="also write one self-contained report.html")
     report.set_defaults(func=cmd_report)
 
     base = sub.add_parser("baseline", help="write a regression baseline from a finished run")
@@ -134,6 +135,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     print(report.render(args.run_dir))
     print(f"written: {args.run_dir / 'table.md'}, {args.run_dir / 'plots'}/")
+    if args.html:
+        from bench.html import render_html
+
+        print(f"written: {render_html(args.run_dir)}")
     return 0
 
 

@@ -173,17 +173,62 @@ def plot_costs(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set(ylabel=label, title=label.split(" (")[0] + " by backend and model")
         ax.grid(axis="y", alpha=0.3)
         paths.append(_save(fig, out_dir / f"{name}.png"))
+    return paths
+
+
+def plot_search_pareto(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """nDCG@10 against exact-search throughput per cell, Pareto frontier marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "search_queries_per_second" not in rows.columns:
+        return []
+    paths = []
     for key, frame in _groups(rows):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for p in [p for p in PRECISION_ORDER if p in set(frame.precision)]:
             sub = frame[frame.precision == p]
             ax.scatter(sub.search_queries_per_second, sub.ndcg_at_10, label=p, s=28)
+        front = pareto_front(frame.assign(cost=-frame.search_queries_per_second), "cost", "ndcg_at_10")
+        ax.step(front.search_queries_per_second, front.ndcg_at_10, where="pre", color="black", lw=1,
+                label="Pareto frontier")  # fmt: skip
         ax.set(xlabel="exact search throughput (queries/s, log scale)", ylabel="nDCG@10",
                title=f"{key['model']} on {key['task']} ({key['backend']})")  # fmt: skip
         ax.set_xscale("log")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         paths.append(_save(fig, out_dir / f"{'__'.join(str(key[k]) for k in GROUP)}__ndcg_vs_search_qps.png"))
+    return paths
+
+
+def plot_intervals(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Main score with its bootstrap 95% interval, per cell (one figure per group)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if "main_score_ci_low" not in rows.columns:
+        return []
+    paths = []
+    for key, frame in _groups(rows):
+        precisions = [p for p in PRECISION_ORDER if p in set(frame.precision)]
+        dims = sorted(frame.dim.unique(), reverse=True)
+        fig, ax = plt.subplots(figsize=(max(6.4, 0.5 * len(dims) * len(precisions)), 4.2))
+        width = 0.8 / len(precisions)
+        for i, p in enumerate(precisions):
+            sub = frame[frame.precision == p].set_index("dim").reindex(dims)
+            x = [j + i * width for j in range(len(dims))]
+            err = [sub.main_score - sub.main_score_ci_low, sub.main_score_ci_high - sub.main_score]
+            ax.errorbar(x, sub.main_score, yerr=err, fmt="o", capsize=3, label=p, ms=4)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(dims))], [str(d) for d in dims])
+        ax.set(xlabel="dimension", ylabel=f"{frame.main_score_name.iloc[0]} (95% CI)",
+               title=f"{key['model']} on {key['task']} ({key['backend']})")  # fmt: skip
+        ax.legend(fontsize=7, ncol=3)
+        ax.grid(axis="y", alpha=0.3)
+        paths.append(_save(fig, out_dir / f"{'__'.join(str(key[k]) for k in GROUP)}__ci.png"))
     return paths
 
 
@@ -213,4 +258,6 @@ def render(run_dir: Path) -> str:
     for key, frame in _groups(rows):
         plot_group(frame, key, Path(run_dir) / "plots")
     plot_costs(rows, Path(run_dir) / "plots")
+    plot_search_pareto(rows, Path(run_dir) / "plots")
+    plot_intervals(rows, Path(run_dir) / "plots")
     return summary

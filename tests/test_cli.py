@@ -22,6 +22,7 @@ def test_toy_sweep_prints_a_table_and_writes_rows_manifest_and_plots(toy_sweep, 
     assert len(rows) == 18 and manifest["run_id"] == run_dir.name
     plots = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
     assert plots == ["peak_memory_by_backend.png", "throughput_by_backend.png",
+                     "toy__Toy__hashing-cpu-float32__ci.png",
                      "toy__Toy__hashing-cpu-float32__ndcg_vs_bytes.png",
                      "toy__Toy__hashing-cpu-float32__ndcg_vs_dim.png",
                      "toy__Toy__hashing-cpu-float32__ndcg_vs_search_qps.png"]  # fmt: skip
@@ -38,7 +39,7 @@ def test_report_rebuilds_tables_and_plots_from_files_only(toy_sweep, toy_tasks_d
     (run_dir / "table.md").unlink()
     code, out, _ = _run(["report", str(run_dir)], capsys)
     assert code == 0 and "ndcg_at_10" in out
-    assert len(list((run_dir / "plots").glob("*.png"))) == 5 and (run_dir / "table.md").is_file()
+    assert len(list((run_dir / "plots").glob("*.png"))) == 6 and (run_dir / "table.md").is_file()
 
 
 def test_flags_override_the_config(toy_sweep, toy_tasks_dir, tmp_path, capsys):
