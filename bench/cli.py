@@ -66,6 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", action="store_true", help="also write one self-contained report.html")
     report.set_defaults(func=cmd_report)
 
+    prof = sub.add_parser("profile", help="architecture-only cost curves (random weights, no download)")
+    prof.add_argument("--models", type=_str_list, default=("pplx-embed-v1-0.6b",))
+    prof.add_argument("--lengths", type=_int_list, default=(128, 512), help="fixed sequence lengths")
+    prof.add_argument("--task", action="append", default=[], help="also a task's real length distribution")
+    prof.add_argument("--task-sample", type=int, default=32, help="texts sampled from each --task")
+    prof.add_argument("--dtypes", type=_str_list, default=("bfloat16", "float32"))
+    prof.add_argument("--batch-sizes", type=_int_list, default=(1, 8))
+    prof.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    prof.add_argument("--budget", type=float, default=60.0, help="seconds per cell before it is stopped")
+    prof.add_argument("--repeats", type=int, default=3)
+    prof.add_argument("--output-dir", type=Path, default=Path("results"))
+    prof.add_argument("--tasks-dir", type=Path)
+    prof.set_defaults(func=cmd_profile)
+
     base = sub.add_parser("baseline", help="write a regression baseline from a finished run")
     base.add_argument("run_dir", type=Path)
     base.add_argument("-o", "--output", type=Path, required=True)
@@ -139,6 +153,49 @@ def cmd_report(args: argparse.Namespace) -> int:
         from bench.html import render_html
 
         print(f"written: {render_html(args.run_dir)}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    import pandas as pd
+
+    from bench import environment, profile, results
+    from bench.encoders import cuda_available
+    from bench.models import model_registry
+    from bench.tasks import load_task, task_registry
+
+    if args.device == "cuda" and not cuda_available():
+        raise InputError("--device cuda: CUDA is not available on this machine")
+    for dtype in args.dtypes:
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise InputError(f"--dtypes: unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+    models = [model_registry(args.tasks_dir).get(m) for m in args.models]
+    for m in models:
+        profile.require_architecture(m)
+    tasks = {name: list(load_task(task_registry(args.tasks_dir).get(name)).corpus.values()) for name in args.task}
+    started = datetime.now(timezone.utc)
+    run_dir = args.output_dir / f"profile-{started:%Y%m%d-%H%M%S}"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{run_dir}: cannot create the output folder ({exc.strerror})") from None
+    rows = profile.run_profile(models, args.lengths, args.dtypes, args.batch_sizes, args.device, args.budget,
+                               args.repeats, tasks, args.task_sample)  # fmt: skip
+    frame = pd.DataFrame(rows)
+    results.write_frame(run_dir / "profile.parquet", frame)
+    results.write_csv(run_dir / "profile.csv", frame)
+    results.write_json(run_dir / "manifest.json", {
+        "schema_version": results.SCHEMA_VERSION, "kind": "architecture-only profile", "run_id": run_dir.name,
+        "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
+        "config": {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
+                   for k, v in vars(args).items() if k != "func"},
+        **environment.git_state(), "packages": environment.package_versions(), "machine": environment.machine(),
+    })  # fmt: skip
+    profile.plot_profile(frame, run_dir / "plots")
+    print(profile.profile_markdown(frame))
+    print(f"results: {run_dir}")
     return 0
 
 

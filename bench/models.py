@@ -15,7 +15,7 @@ from bench.yamlio import LineDict, check_keys, load_yaml, require_mapping, typed
 MODEL_KEYS = (
     "name", "revision", "dim", "max_length", "loader", "similarity", "weights_package",
     "prompts", "n_parameters", "license", "trust_remote_code", "role_field", "role_values", "path",
-    "strip_modules", "mrl_dims", "context_length", "notes",
+    "strip_modules", "mrl_dims", "context_length", "notes", "architecture",
 )  # fmt: skip
 
 
@@ -43,6 +43,7 @@ def _read_model(key: str, raw: LineDict) -> ModelSpec:
         role_values=_role_values(raw),
         path=typed(raw, "path", str, ""),
         strip_modules=tuple(typed(raw, "strip_modules", list, [])),
+        architecture=dict(typed(raw, "architecture", dict, {})),
     )
     if spec.trust_remote_code and not (spec.path or spec.weights_package) and not PINNED.match(spec.revision):
         raise InputError(f"{raw.where('revision')}: trust_remote_code runs code from the model repository, so "

@@ -70,6 +70,8 @@ class ModelSpec:
     # Trailing modules to drop (by class name) so the cache holds the raw pooled vectors, e.g.
     # pplx-embed-v1's FlexibleQuantizer; the harness applies its own int8-tanh / binary transforms.
     strip_modules: tuple[str, ...] = ()
+    # transformers configuration of the architecture (for weight-free profiling), if declared
+    architecture: Mapping[str, object] = field(default_factory=dict)
     prompts: Mapping[str, str] = field(default_factory=dict)  # role -> text prepended
     # Or the role travels as a request field (remote backends), e.g. input_type: query/passage.
     role_field: str = ""

