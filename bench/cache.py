@@ -13,12 +13,15 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+
+from bench import faults
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +33,49 @@ def text_digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+TMP_SUFFIX = ".tmp"
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part."""
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part.
+
+    The temporary file carries the writer's process id, so ``remove_stale_temporaries`` can tell
+    the leftovers of a killed writer from a live one's file in flight."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            handle.write(data[: len(data) // 2])
+            faults.checkpoint("write")
+            handle.write(data[len(data) // 2 :])
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temporary files left under ``folder`` by writers that no longer run."""
+    removed = 0
+    for tmp in Path(folder).rglob(f".*{TMP_SUFFIX}"):
+        match = re.search(r"\.pid(\d+)\.", tmp.name)
+        pid = int(match.group(1)) if match else None
+        if pid is not None and pid != os.getpid() and not _pid_alive(pid):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def _checksum(digests: np.ndarray, vectors: np.ndarray) -> str:
@@ -115,6 +148,7 @@ class Namespace:
             checksum=np.array(_checksum(arr, vectors)),
         )  # fmt: skip
         atomic_write_bytes(self.path / f"chunk-{name}.npz", buffer)
+        faults.checkpoint("encode-chunk")
 
 
 def _npz_bytes(**arrays: np.ndarray) -> bytes:

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bench import environment, measure, results, stats
+from bench import environment, faults, measure, results, stats
+from bench.cache import remove_stale_temporaries
 from bench.cache import EmbeddingCache
 from bench.config import validate
 from bench.embed import EncodeStats, LazyEncoder, embed, namespace_key
@@ -81,8 +82,8 @@ def config_dict(config: SweepConfig) -> dict:
 def open_run_dir(config: SweepConfig, run_id: str | None) -> Path:
     """Create (or, for a given ``run_id`` with the same config, reopen) the run directory."""
     fingerprint = config_fingerprint(config)
-    if run_id is None:
-        run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{fingerprint[:6]}"
+    if run_id is None:  # the random part keeps two runs started in the same second apart
+        run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{fingerprint[:6]}-{os.urandom(2).hex()}"
     run_dir = config.output_dir / run_id
     manifest_path = run_dir / results.MANIFEST
     if manifest_path.is_file():
@@ -96,7 +97,22 @@ def open_run_dir(config: SweepConfig, run_id: str | None) -> Path:
         raise InputError(f"{run_dir}: cannot create the run directory ({exc.strerror})") from None
     if not os.access(run_dir, os.W_OK):
         raise InputError(f"{run_dir}: not writable")
+    remove_stale_temporaries(run_dir)
+    remove_stale_temporaries(config.cache_dir) if config.cache_dir.is_dir() else None
     return run_dir
+
+
+def lock_run_dir(run_dir: Path):
+    """Hold an exclusive lock on the run folder for this process's lifetime (released on exit or kill)."""
+    import fcntl
+
+    handle = open(run_dir / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise InputError(f"{run_dir}: another bench process is running this run; wait for it or pick another --run-id") from None
+    return handle
 
 
 def _seed(seed: int) -> None:
@@ -119,16 +135,21 @@ def run(
     """Run a whole sweep and write its results; returns the run directory."""
     the_plan = plan(config, tasks_dir)
     run_dir = open_run_dir(config, run_id)
+    lock = lock_run_dir(run_dir)
     _seed(config.seed)
     started = datetime.now(timezone.utc)
     _write_manifest(the_plan, run_dir, started, finished=None)
     try:
         records = _run_cells(the_plan, run_dir, encoder_factory)
     except BaseException:
+        lock.close()
         _discard_if_empty(run_dir)
         raise
-    _write_results(records, run_dir, config)
-    _write_manifest(the_plan, run_dir, started, finished=datetime.now(timezone.utc))
+    try:
+        _write_results(records, run_dir, config)
+        _write_manifest(the_plan, run_dir, started, finished=datetime.now(timezone.utc))
+    finally:
+        lock.close()
     return run_dir
 
 
@@ -182,6 +203,7 @@ def _run_task(the_plan: Plan, model, backend, task_name, cache, lazy, run_dir) -
             costs = {**encode_info, **_encoder_costs(the_plan, data, lazy, cache, model, backend)}
         record = _evaluate_cell(the_plan, cell, model, docs, queries, costs)
         results.write_json(path, record)
+        faults.checkpoint("cell")
         out.append(record)
     return out
 

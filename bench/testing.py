@@ -29,6 +29,18 @@ def _bucket(word: str, dim: int) -> tuple[int, float]:
     return h % dim, 1.0 if (h >> 32) & 1 else -1.0
 
 
+def _log_call(role: Role, n: int) -> None:
+    """For tests across processes: ``$BENCH_HASHING_LOG`` collects one line per encode call, and
+    ``$BENCH_HASHING_DELAY`` slows each call down (seconds), so kills and races can be staged."""
+    import os
+
+    if os.environ.get("BENCH_HASHING_LOG"):
+        with open(os.environ["BENCH_HASHING_LOG"], "a", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()} {role.value} {n}\n")
+    if os.environ.get("BENCH_HASHING_DELAY"):
+        time.sleep(float(os.environ["BENCH_HASHING_DELAY"]))
+
+
 class HashingEncoder:
     """Signed feature hashing: each word adds +-1 to one of ``dim`` buckets."""
 
@@ -42,6 +54,7 @@ class HashingEncoder:
 
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         self.calls.append((role, len(texts)))
+        _log_call(role, len(texts))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in _WORD.findall(text.lower()):
@@ -76,7 +89,9 @@ class KeywordEncoder:
 
 
 def _hashing_factory(model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> HashingEncoder:
-    return HashingEncoder(model.dim)
+    encoder = HashingEncoder(model.dim)
+    encoder.chunk_size = options.batch_size  # small batches make many checkpoints in tests
+    return encoder
 
 
 BACKENDS.add("hashing", BackendKind(_hashing_factory, ("cpu",), ("float32",)))
