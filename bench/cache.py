@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -22,6 +23,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from bench import faults
+from bench.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
     The temporary file carries the writer's process id, so ``remove_stale_temporaries`` can tell
     the leftovers of a killed writer from a live one's file in flight."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=TMP_SUFFIX)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}.", suffix=TMP_SUFFIX)
+    except OSError as exc:
+        raise StorageError(f"{path.parent}: cannot write ({exc.strerror})") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data[: len(data) // 2])
@@ -51,6 +56,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise StorageError(f"{path}: cannot write ({exc.strerror or exc}); finished results are kept") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -110,7 +118,7 @@ class Namespace:
                 chunk = Chunk(data["digests"], data["vectors"], float(data["seconds"]))
                 stored = str(data["checksum"])
             ok = stored == _checksum(chunk.digests, chunk.vectors)
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             log.debug("unreadable cache chunk %s: %s", path, exc)
             ok = False
         if not ok:

@@ -28,6 +28,12 @@ class EncoderError(BenchError):
     exit_code = 3
 
 
+class StorageError(BenchError):
+    """The results folder or cache cannot be written (permissions, full disk)."""
+
+    exit_code = 4
+
+
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """Return a ' (did you mean ...?)' hint for a misspelt name, or an empty string."""
     matches = get_close_matches(value, list(choices), n=2, cutoff=0.6)

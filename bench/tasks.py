@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,6 +24,7 @@ TASK_KEYS = (
     "revision", "license", "description", "reference",
 )  # fmt: skip
 
+log = logging.getLogger(__name__)
 LOADERS: Registry[Callable[[TaskSpec], TaskData]] = Registry("task source")
 
 
@@ -99,22 +100,26 @@ def _find(folder: Path, stem: str) -> Path:
     raise InputError(f"{folder / stem}: file not found (nor {stem}.gz)")
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (line number, line) and turn decoding failures into errors naming the line."""
-    with _open_text(path) as handle:
-        lineno = 0
-        try:
-            for lineno, line in enumerate(handle, start=1):
-                yield lineno, line
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}:{lineno + 1}: not valid UTF-8 ({exc.reason})") from None
-        except (OSError, EOFError) as exc:
-            raise InputError(f"{path}: unreadable ({exc})") from None
+    """Yield (line number, line), decoding each line on its own so errors name the right line.
+    A UTF-8 byte-order mark is accepted (and reported)."""
+    lineno = 0
+    try:
+        with _open_binary(path) as handle:
+            for lineno, raw in enumerate(handle, start=1):
+                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    log.warning("%s: starts with a UTF-8 byte-order mark; ignoring it", path)
+                    raw = raw[3:]
+                try:
+                    yield lineno, raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"{path}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: unreadable after line {lineno} ({exc})") from None
 
 
 def _read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
@@ -135,6 +140,8 @@ def _read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
         for name in fields:
             if not isinstance(record.get(name, ""), str):
                 raise InputError(f"{where}: field {name!r} must be a string")
+        if not "".join(record.get(name, "") or "" for name in fields).strip():
+            raise InputError(f"{where}: empty text for id {doc_id!r}")
         records[doc_id] = record
     return records
 
@@ -154,6 +161,8 @@ def _read_qrels(path: Path) -> Iterator[tuple[str, str, int, str]]:
             score = int(row[2])
         except ValueError:
             raise InputError(f"{where}: relevance must be an integer, got {row[2]!r}") from None
+        if score < 0:
+            raise InputError(f"{where}: relevance must not be negative, got {score}")
         yield row[0], row[1], score, where
 
 
