@@ -6,7 +6,6 @@ One loader per data format, not one class per dataset. The ``beir`` loader reads
 
 from __future__ import annotations
 
-import csv
 import gzip
 import json
 import logging
@@ -147,13 +146,13 @@ def _read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
 
 
 def _read_qrels(path: Path) -> Iterator[tuple[str, str, int, str]]:
-    lines = (line for _, line in _lines(path))
-    reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
-    for row in reader:
-        where = f"{path}:{reader.line_num}"
-        if reader.line_num == 1 and row[:1] == ["query-id"]:
+    """(query id, document id, relevance, where) per line of a BEIR qrels TSV (header optional)."""
+    for lineno, line in _lines(path):
+        where = f"{path}:{lineno}"
+        row = line.rstrip("\r\n").split("\t")
+        if lineno == 1 and row[:1] == ["query-id"]:
             continue
-        if not row or not "".join(row).strip():
+        if not "".join(row).strip():
             continue
         if len(row) != 3:
             raise InputError(f"{where}: expected 3 tab-separated fields, got {len(row)}")

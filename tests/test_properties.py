@@ -127,3 +127,10 @@ def test_fuzzed_task_files_load_or_fail_with_an_input_error(tmp_path_factory, co
     except InputError:
         return
     assert data.queries and all(q in data.queries for q in data.qrels)
+
+
+def test_a_carriage_return_inside_qrels_is_an_input_error_not_a_crash(tmp_path):
+    write_beir_task(tmp_path, "F", {"d": ("t", "x")}, {"q": "y"}, {})
+    (tmp_path / "data" / "F" / "qrels" / "test.tsv").write_bytes(b"\r\x00")  # found by the fuzz test
+    with pytest.raises(InputError, match="expected 3 tab-separated fields"):
+        load_task(task_registry(tmp_path).get("F"))
