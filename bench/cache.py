@@ -127,21 +127,25 @@ class Namespace:
             return None
         return chunk
 
-    def lookup(self, digests: Iterable[bytes]) -> tuple[dict[bytes, np.ndarray], float]:
-        """Vectors found for ``digests``, and the encode seconds recorded for the chunks used."""
-        wanted = set(digests)
-        found: dict[bytes, np.ndarray] = {}
+    def fill(self, rows_of: Mapping[bytes, list[int]], out: np.ndarray) -> tuple[set[bytes], float]:
+        """Copy cached vectors into ``out`` at the rows of each digest, one chunk file at a time
+        (only one chunk is in memory at once); returns the digests found and the encode seconds
+        recorded for them."""
+        found: set[bytes] = set()
         seconds = 0.0
         for path in self._chunk_paths():
             chunk = self._read(path)
             if chunk is None:
                 continue
-            keys = [row.tobytes() for row in chunk.digests]
-            hits = [i for i, d in enumerate(keys) if d in wanted]
-            for i in hits:
-                found[keys[i]] = chunk.vectors[i]
+            hits = 0
+            for i, row in enumerate(chunk.digests):
+                digest = row.tobytes()
+                if digest in rows_of and digest not in found:
+                    out[rows_of[digest]] = chunk.vectors[i]
+                    found.add(digest)
+                    hits += 1
             if hits:
-                seconds += chunk.seconds * len(hits) / len(chunk.digests)
+                seconds += chunk.seconds * hits / len(chunk.digests)
         return found, seconds
 
     def store(self, digests: Sequence[bytes], vectors: np.ndarray, seconds: float) -> None:

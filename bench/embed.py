@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -11,7 +14,8 @@ from typing import Callable, Mapping
 import numpy as np
 from tqdm.auto import tqdm
 
-from bench.cache import EmbeddingCache, text_digest
+from bench import store
+from bench.cache import TMP_SUFFIX, EmbeddingCache, text_digest
 from bench.encoders import Encoder, check_vectors
 from bench.types import BackendSpec, ModelSpec, Role
 
@@ -65,6 +69,10 @@ class LazyEncoder:
         return self._encoder
 
 
+# Corpora whose vectors take more than this are assembled in a memory-mapped file, not in RAM.
+MEMMAP_BYTES = int(os.environ.get("BENCH_MEMMAP_BYTES", 2**30))
+
+
 def embed(
     texts: Mapping[str, str],
     role: Role,
@@ -74,16 +82,42 @@ def embed(
     encoder: LazyEncoder,
     chunk_size: int | None = None,
 ) -> tuple[np.ndarray, EncodeStats]:
-    """Embeddings for ``texts`` (in their mapping order), shape (len(texts), model.dim)."""
+    """Embeddings for ``texts`` (in their mapping order), shape (len(texts), model.dim).
+
+    Vectors go straight from the cache chunks and the encoder into one output matrix, so the
+    corpus is never held twice; above ``MEMMAP_BYTES`` that matrix is a memory-mapped file in
+    the cache (reused as is when the same texts come again)."""
     prompt = model.prompt(role)
     ids = list(texts)
     digests = [text_digest(texts[i]) for i in ids]
     namespace = cache.namespace(namespace_key(model, backend, role))
-    found, cached_seconds = namespace.lookup(digests)
+    rows_of: dict[bytes, list[int]] = defaultdict(list)
+    for row, digest in enumerate(digests):
+        rows_of[digest].append(row)
+    out, final = _output(cache, namespace.id, digests, model.dim)
+    if final is not None and final.is_file():
+        return store.read_matrix(final), EncodeStats(len(ids), 0, 0.0)
+    found, cached_seconds = namespace.fill(rows_of, out)
     todo = _missing(texts, ids, digests, found)
-    seconds = cached_seconds + _encode_missing(todo, prompt, role, model, namespace, encoder, chunk_size, found)
-    matrix = np.stack([found[d] for d in digests]) if ids else np.zeros((0, model.dim), np.float32)
-    return matrix, EncodeStats(n_texts=len(ids), n_encoded=len(todo), seconds=seconds)
+    seconds = cached_seconds + _encode_missing(todo, prompt, role, model, namespace, encoder, chunk_size, (rows_of, out))
+    if final is not None:
+        out.flush()
+        os.replace(out.filename, final)
+        out = store.read_matrix(final)
+    return out, EncodeStats(n_texts=len(ids), n_encoded=len(todo), seconds=seconds)
+
+
+def _output(cache: EmbeddingCache, namespace_id: str, digests: list[bytes], dim: int):
+    """An in-memory matrix, or (for large corpora) a memory-mapped file and its final path."""
+    if len(digests) * dim * 4 <= MEMMAP_BYTES:
+        return np.zeros((len(digests), dim), np.float32), None
+    key = hashlib.sha256(b"".join(digests)).hexdigest()[:24]
+    final = cache.root / "matrices" / f"{namespace_id}-{key}.npy"
+    if final.is_file():
+        return None, final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.pid{os.getpid()}{TMP_SUFFIX}")
+    return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(digests), dim)), final
 
 
 def _missing(texts, ids, digests, found) -> list[tuple[bytes, str]]:
@@ -92,7 +126,7 @@ def _missing(texts, ids, digests, found) -> list[tuple[bytes, str]]:
     return sorted(todo.items(), key=lambda item: (-len(item[1]), item[0]))
 
 
-def _encode_missing(todo, prompt, role, model, namespace, encoder, chunk_size, found) -> float:
+def _encode_missing(todo, prompt, role, model, namespace, encoder, chunk_size, sink) -> float:
     """Encode in chunks of the encoder's ``chunk_size`` (or ``chunk_size`` when given), storing
     each finished chunk at once, so a kill loses at most the chunks in flight. Remote encoders
     take one request per chunk, ``parallel_requests`` at a time."""
@@ -111,7 +145,9 @@ def _encode_missing(todo, prompt, role, model, namespace, encoder, chunk_size, f
     def finish(chunk, raw, elapsed):
         vectors = check_vectors(raw, len(chunk), model.dim, f"{model.key} encoder")
         namespace.store([d for d, _ in chunk], vectors, elapsed / parallel)
-        found.update({d: v for (d, _), v in zip(chunk, vectors)})
+        rows_of, out = sink  # where each digest's vector goes
+        for (digest, _), vector in zip(chunk, vectors):
+            out[rows_of[digest]] = vector
         bar.update(len(chunk))
 
     t0 = time.perf_counter()
