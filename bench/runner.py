@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from bench import environment, faults, measure, results, stats
+from bench import environment, faults, measure, results, stats, store
 from bench.cache import remove_stale_temporaries
 from bench.cache import EmbeddingCache
 from bench.config import validate
@@ -237,7 +237,7 @@ def _encoder_costs(the_plan: Plan, data: TaskData, lazy: LazyEncoder, cache: Emb
 def _evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, costs) -> dict:
     config, spec, data = the_plan.config, the_plan.tasks[cell.task], the_plan.data[cell.task]
     t0 = time.perf_counter()
-    index = build_index(cell.precision, docs, cell.dim, config.rescore_multiplier)
+    index = _build_index(cell, docs, config)
     scores = evaluate_index(index, queries, list(data.queries), list(data.corpus), data.qrels,
                             config.top_k, data.ignore_identical_ids)  # fmt: skip
     info = {
@@ -255,6 +255,14 @@ def _evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, 
                  "precision": cell.precision.value},
         "info": info, "metrics": scores.means, "per_query": scores.per_query,
     }  # fmt: skip
+
+
+def _build_index(cell: Cell, docs: np.ndarray, config: SweepConfig):
+    """In memory; or, for a memory-mapped corpus, chunk by chunk into a memory-mapped file."""
+    if isinstance(docs, np.memmap):
+        folder = config.cache_dir / "indexes" / Path(docs.filename).stem
+        return store.build_disk_index(cell.precision, docs, cell.dim, folder, config.rescore_multiplier)
+    return build_index(cell.precision, docs, cell.dim, config.rescore_multiplier)
 
 
 def _search_latency(config: SweepConfig, index, queries: np.ndarray, n_docs: int) -> dict:

@@ -43,3 +43,17 @@ def test_disk_indexes_equal_in_memory_ones(tmp_path, monkeypatch, precision):
     np.testing.assert_array_equal(np.asarray(disk.vectors), memory.vectors)
     a, b = disk.search(queries, 30), memory.search(queries, 30)
     np.testing.assert_array_equal(a.indices, b.indices)
+
+
+def test_a_sweep_over_a_memory_mapped_corpus_gives_the_same_rows(toy_sweep, toy_tasks_dir, tmp_path, monkeypatch):
+    from bench import runner
+    from bench.config import load_config, with_overrides
+    from bench.results import read_run
+
+    config = with_overrides(load_config(toy_sweep), measure=False, bootstrap_resamples=50)
+    _, expected = read_run(runner.run(config, toy_tasks_dir, run_id="memory"))
+    monkeypatch.setattr(embed_module, "MEMMAP_BYTES", 0)
+    _, rows = read_run(runner.run(with_overrides(config, cache_dir=tmp_path / "cache2"), toy_tasks_dir, run_id="disk"))
+    cols = ["dim", "precision", "ndcg_at_10", "recall_at_10", "mrr_at_10", "index_bytes"]
+    assert rows[cols].equals(expected[cols])
+    assert list((tmp_path / "cache2" / "indexes").rglob("*.npy")) and list((tmp_path / "cache2" / "matrices").glob("*.npy"))
