@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", type=Path, help="embedding cache (default ~/.cache/bench)")
     run.add_argument("--run-id", help="name the run folder; an existing one resumes")
     run.add_argument("--tasks-dir", type=Path, help="task/model definitions (default tasks/)")
+    run.add_argument("--executor", choices=("local", "dask"), help="where units run (default: this process)")
+    run.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="tables and plots from a finished run")
@@ -131,6 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         batch_size=_at_least_one(args.batch_size, "--batch-size"), top_k=_at_least_one(args.top_k, "--top-k"),
         rescore_multiplier=_at_least_one(args.rescore_multiplier, "--rescore-multiplier"),
         limit=_at_least_one(args.limit, "--limit"), output_dir=args.output_dir, cache_dir=args.cache_dir,
+        executor=args.executor, scheduler=args.scheduler,
     )  # fmt: skip
     run_dir = runner.run(config, tasks_dir=args.tasks_dir, run_id=args.run_id)
     print(report.render(run_dir))

@@ -18,7 +18,7 @@ SWEEP_KEYS = (
     "name", "models", "tasks", "backends", "dims", "precisions", "batch_size", "top_k",
     "rescore_multiplier", "output_dir", "cache_dir", "seed", "limit", "measure",
     "measure_documents", "measure_repeats", "latency_queries", "search_latency_queries",
-    "bootstrap_resamples",
+    "bootstrap_resamples", "executor", "scheduler",
 )  # fmt: skip
 
 
@@ -85,7 +85,21 @@ def config_from_mapping(raw: LineDict) -> SweepConfig:
         latency_queries=_positive(raw, "latency_queries", 50),
         search_latency_queries=_positive(raw, "search_latency_queries", 20),
         bootstrap_resamples=_positive(raw, "bootstrap_resamples", 1000),
+        executor=_executor(raw),
+        scheduler=typed(raw, "scheduler", str, ""),
     )
+
+
+EXECUTORS = ("local", "dask")
+
+
+def _executor(raw: LineDict) -> str:
+    value = typed(raw, "executor", str, "local")
+    if value not in EXECUTORS:
+        raise InputError(f"{raw.where('executor')}: {unknown('executor', value, EXECUTORS)}")
+    if value == "dask" and not raw.get("scheduler"):
+        raise InputError(f"{raw.where('executor')}: executor dask needs a scheduler address")
+    return value
 
 
 def _path(raw: LineDict, key: str, default: Path) -> Path:
@@ -110,6 +124,8 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
         for dim in config.dims:
             if not 1 <= dim <= spec.dim:
                 raise InputError(f"dimension {dim} is outside 1..{spec.dim} for model {name}")
+    if config.executor == "dask" and not config.scheduler:
+        raise InputError("--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
     if len(set(config.dims)) != len(config.dims):
         raise InputError(f"dims has duplicates: {list(config.dims)}")
 

@@ -154,6 +154,10 @@ def run(
 
 
 def _run_cells(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) -> list[dict]:
+    if the_plan.config.executor == "dask":
+        from bench.executors import run_on_dask
+
+        return run_on_dask(the_plan, run_dir, encoder_factory, the_plan.config.scheduler)
     config, cache, records = the_plan.config, EmbeddingCache(the_plan.config.cache_dir), []
     for model in the_plan.models.values():
         for backend in config.backends:

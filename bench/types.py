@@ -141,6 +141,8 @@ class SweepConfig:
     latency_queries: int = 50  # batch-1 encode latency over this many queries
     search_latency_queries: int = 20  # single-query search latency over this many queries
     bootstrap_resamples: int = 1000  # for confidence intervals and paired comparisons
+    executor: str = "local"  # "local" (in process) or "dask"
+    scheduler: str = ""  # the Dask scheduler's address, with executor "dask"
 
 
 @dataclass(frozen=True)
