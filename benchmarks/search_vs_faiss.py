@@ -64,11 +64,8 @@ def main() -> None:
     agree = float((hits.indices[:, 0] == faiss_ids[:, 0]).mean())
     print(f"float32  bench {args.queries / ours:9.1f} q/s   faiss IndexFlatIP {args.queries / theirs:9.1f} q/s"
           f"   ratio {theirs / ours:.2f}   top-1 agreement {agree:.3f}")  # fmt: skip
-    del index
-
 
     bits, qbits = tf.binarize(docs), tf.binarize(queries)
-    del docs
     bindex = faiss.IndexBinaryFlat(args.dim)
     bindex.add(bits)
     ours = best_of(lambda: search.search_binary(qbits, bits, args.k), args.repeats)

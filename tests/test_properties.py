@@ -14,7 +14,7 @@ from bench import search
 from bench import transforms as tf
 from bench.errors import InputError
 from bench.evaluate import evaluate_index
-from bench.metrics import mean_scores, per_query_scores
+from bench.metrics import per_query_scores
 from bench.search import build_index
 from bench.tasks import load_task, task_registry
 from bench.testing import write_beir_task
