@@ -181,7 +181,8 @@ def search_binary(query_bits: np.ndarray, doc_bits: np.ndarray, k: int) -> Hits:
             dist, idx = faiss.knn_hamming(q, doc_bits, kk)
             return -dist.astype(np.float32), idx
 
-        return _faiss_exact(run, np.ascontiguousarray(query_bits), len(doc_bits), k)
+        # Hamming distances tie often: a wider first margin saves second scans
+        return _faiss_exact(run, np.ascontiguousarray(query_bits), len(doc_bits), k, max(64, k))
     return _binary_numpy(query_bits, doc_bits, k)
 
 
