@@ -43,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_run, _add_report, _add_profile, _add_gate, _add_reproduce, _add_export, _add_ls):
+        add(sub)
+    return parser
 
+
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="run a sweep (the bundled default without CONFIG)")
     run.add_argument("config", nargs="?", type=Path, help="sweep YAML (default: tasks/sweeps/default.yaml)")
     run.add_argument("--models", type=_str_list, help="override: comma-separated model names")
@@ -63,11 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     run.set_defaults(func=cmd_run)
 
+
+def _add_report(sub) -> None:
     report = sub.add_parser("report", help="tables and plots from a finished run")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--html", action="store_true", help="also write one self-contained report.html")
     report.set_defaults(func=cmd_report)
 
+
+def _add_profile(sub) -> None:
     prof = sub.add_parser("profile", help="architecture-only cost curves (random weights, no download)")
     prof.add_argument("--models", type=_str_list, default=("pplx-embed-v1-0.6b",))
     prof.add_argument("--lengths", type=_int_list, default=(128, 512), help="fixed sequence lengths")
@@ -82,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--tasks-dir", type=Path)
     prof.set_defaults(func=cmd_profile)
 
+
+def _add_gate(sub) -> None:
     base = sub.add_parser("baseline", help="write a regression baseline from a finished run")
     base.add_argument("run_dir", type=Path)
     base.add_argument("-o", "--output", type=Path, required=True)
@@ -98,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--json", type=Path, help="where to write the findings (default RUN_DIR/check.json)")
     chk.set_defaults(func=cmd_check)
 
+
+def _add_reproduce(sub) -> None:
     rep = sub.add_parser("reproduce", help="run a suite and compare with its published scores")
     rep.add_argument("suite", help="a suite name from tasks/suites/ or a suite YAML path")
     rep.add_argument("--tolerance", type=float, help="absolute tolerance (default: the suite's, 0.005)")
@@ -108,16 +121,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--tasks-dir", type=Path)
     rep.set_defaults(func=cmd_reproduce)
 
+
+def _add_export(sub) -> None:
     export = sub.add_parser("export-mteb", help="write a run in MTEB's result layout")
     export.add_argument("run_dir", type=Path)
     export.add_argument("out", type=Path)
     export.set_defaults(func=cmd_export_mteb)
 
+
+def _add_ls(sub) -> None:
     ls = sub.add_parser("ls", help="list known tasks or models")
     ls.add_argument("what", choices=["tasks", "models"])
     ls.add_argument("--tasks-dir", type=Path)
     ls.set_defaults(func=cmd_ls)
-    return parser
 
 
 def cmd_run(args: argparse.Namespace) -> int:
