@@ -45,9 +45,7 @@ def _read_model(key: str, raw: LineDict) -> ModelSpec:
         strip_modules=tuple(typed(raw, "strip_modules", list, [])),
         architecture=dict(typed(raw, "architecture", dict, {})),
     )
-    if spec.trust_remote_code and not (spec.path or spec.weights_package) and not PINNED.match(spec.revision):
-        raise InputError(f"{raw.where('revision')}: trust_remote_code runs code from the model repository, so "
-                         f"model {key} must pin a 40-character commit revision, got {spec.revision!r}")  # fmt: skip
+    check_remote_code(spec, raw.where("revision"))
     if spec.role_field and any(spec.prompts.values()):
         raise InputError(f"{raw.where('role_field')}: give the role as prompts or as a request field, not both")
     if spec.similarity != "cosine":
@@ -74,6 +72,15 @@ def model_registry(tasks_dir: Path | None = None) -> Registry[ModelSpec]:
 
 
 PINNED = re.compile(r"^[0-9a-f]{40}$")
+
+
+def check_remote_code(spec: ModelSpec, where: str = "") -> None:
+    """trust_remote_code runs code from the model repository: only at a pinned commit (local folders
+    and packaged weights are the user's own files)."""
+    if spec.trust_remote_code and not (spec.path or spec.weights_package) and not PINNED.match(spec.revision):
+        prefix = f"{where}: " if where else ""
+        raise InputError(f"{prefix}trust_remote_code runs code from the model repository, so model {spec.key} "
+                         f"must pin a 40-character commit revision, got {spec.revision!r}")  # fmt: skip
 
 
 def weights_location(spec: ModelSpec) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 from bench.encoders import BACKENDS, BackendKind, EncoderOptions, cuda_available
 from bench.encoders.batching import sorted_batches
 from bench.errors import InputError
-from bench.models import weights_location
+from bench.models import check_remote_code, weights_location
 from bench.types import BackendSpec, ModelSpec, Role
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,7 @@ def load_sentence_transformer(model: ModelSpec, device: str = "cpu", dtype: str 
     import torch
     from sentence_transformers import SentenceTransformer
 
-    if model.trust_remote_code and not model.revision:
-        raise InputError(f"model {model.key}: trust_remote_code needs a pinned revision")
+    check_remote_code(model)  # also for specs built in code, not read from models.yaml
     location = weights_location(model)
     log.info("loading %s from %s on %s/%s", model.name, location, device, dtype)
     try:
