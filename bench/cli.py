@@ -277,7 +277,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
     else:
         for name in (reg := model_registry(args.tasks_dir)):
             spec = reg.get(name)
-            print(f"{name}\t{spec.name}@{spec.revision[:10]}\tdim={spec.dim}\tmax_length={spec.max_length}")
+            mrl = ",".join(map(str, spec.mrl_dims)) or "-"
+            params = f"{spec.n_parameters:,}" if spec.n_parameters else "-"
+            print(f"{name}\t{spec.name}@{spec.revision[:10]}\tdim={spec.dim}\tmrl_dims={mrl}\t"
+                  f"max_length={spec.max_length}\tparameters={params}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -10,9 +11,12 @@ from typing import Any
 from bench.encoders import parse_backend
 from bench.errors import InputError, unknown
 from bench.models import model_registry
-from bench.tasks import default_tasks_dir, task_registry
+from bench.paths import default_tasks_dir
+from bench.tasks import task_registry
 from bench.types import Precision, SweepConfig
 from bench.yamlio import LineDict, check_keys, load_yaml, require_mapping, typed
+
+log = logging.getLogger(__name__)
 
 SWEEP_KEYS = (
     "name", "models", "tasks", "backends", "dims", "precisions", "batch_size", "top_k",
@@ -124,6 +128,10 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
         for dim in config.dims:
             if not 1 <= dim <= spec.dim:
                 raise InputError(f"dimension {dim} is outside 1..{spec.dim} for model {name}")
+        untrained = [d for d in config.dims if spec.mrl_dims and d not in spec.mrl_dims]
+        if untrained:
+            log.warning("model %s was trained for dimensions %s; %s are plain truncations", name,
+                        list(spec.mrl_dims), untrained)  # fmt: skip
     if config.executor == "dask" and not config.scheduler:
         raise InputError("--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
     if len(set(config.dims)) != len(config.dims):

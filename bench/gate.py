@@ -18,16 +18,12 @@ from pathlib import Path
 import pandas as pd
 
 from bench import results
-from bench.errors import BenchError, InputError
+from bench.cells import CELL_KEYS as CELL
+from bench.errors import InputError, unknown
 from bench.metrics import ALL_METRICS, QUALITY_METRICS
 
 GRID_KEYS = ("models", "tasks", "backends", "dims", "precisions", "top_k", "rescore_multiplier", "limit")
-CELL = ("model", "task", "backend", "dim", "precision")
 DEFAULT_TOLERANCE = {"quality": ("abs", 0.005), "cost": ("rel", 0.25)}
-
-
-class Regression(BenchError):
-    exit_code = 1
 
 
 def grid_of(manifest: dict) -> dict:
@@ -81,8 +77,7 @@ class Finding:
 
     @property
     def worse_by(self) -> float:
-        sign = 1 if ALL_METRICS[self.metric].higher_is_better else -1
-        return sign * (self.baseline - self.measured)
+        return ALL_METRICS[self.metric].worse_by(self.baseline, self.measured)
 
 
 def tolerance_for(metric: str, overrides: dict[str, tuple[str, float]]) -> tuple[str, float]:
@@ -107,8 +102,6 @@ def parse_tolerances(specs: list[str]) -> dict[str, tuple[str, float]]:
             if name == "cost" else [name]  # fmt: skip
         for metric in names:
             if metric not in ALL_METRICS:
-                from bench.errors import unknown
-
                 raise unknown("metric", metric, ALL_METRICS)
             out[metric] = (kind, number)
     return out
@@ -140,12 +133,10 @@ def _compare(cell: dict, row: pd.Series, metric: str, tolerances: dict, outside_
         raise InputError(f"metric {metric} is missing for cell {[cell[k] for k in CELL]}")
     kind, tol = tolerance_for(metric, tolerances)
     allowed = tol if kind == "abs" else tol * abs(base["value"])
-    higher = ALL_METRICS[metric].higher_is_better
-    measured = float(row[metric])
-    worse_by = (base["value"] - measured) if higher else (measured - base["value"])
-    regressed = worse_by > allowed + 1e-12
+    measured, direction = float(row[metric]), ALL_METRICS[metric]
+    regressed = direction.worse_by(base["value"], measured) > allowed + 1e-12
     if regressed and outside_ci and "ci_low" in base:
-        regressed = measured < base["ci_low"] if higher else measured > base["ci_high"]
+        regressed = direction.worse_than_interval(measured, base["ci_low"], base["ci_high"])
     return Finding({k: cell[k] for k in CELL}, metric, base["value"], measured, allowed, regressed)
 
 

@@ -81,7 +81,7 @@ def _costs(rows: pd.DataFrame) -> str:
     first = rows.groupby(report.GROUP, sort=True).first().reset_index()[[*report.GROUP, *cols]]
     for c, _, template in report.COST_COLUMNS:
         if c in first.columns:
-            first[c] = [report._fmt(v, template, c) for v in first[c]]
+            first[c] = [report.format_value(v, template, c) for v in first[c]]
     search = [c for c in ("index_bytes", "search_queries_per_second", "search_latency_p50_ms", "search_latency_p95_ms") if c in rows.columns]
     per_cell = rows[[*report.GROUP, "dim", "precision", "bytes_per_vector", *search]].copy()
     for c in search:
@@ -95,7 +95,7 @@ def render_html(run_dir: Path) -> Path:
     manifest, rows = results.read_run(run_dir)
     report.render(run_dir)
     quality = []
-    for key, frame in report._groups(rows):
+    for key, frame in report.groups(rows):
         gid = "quality-" + "-".join(str(key[k]) for k in report.GROUP)
         quality.append(f"<h3>{_e(key['model'])} · {_e(key['task'])} · {_e(key['backend'])}</h3>"
                        f"<p>{_e(frame.main_score_name.iloc[0])}, retention against float32 at full dimension, "

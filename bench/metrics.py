@@ -28,6 +28,14 @@ class Metric:
     higher_is_better: bool
     description: str
 
+    def worse_by(self, baseline: float, measured: float) -> float:
+        """How much worse ``measured`` is than ``baseline`` in this metric's direction (< 0: better)."""
+        return baseline - measured if self.higher_is_better else measured - baseline
+
+    def worse_than_interval(self, measured: float, low: float, high: float) -> bool:
+        """Whether ``measured`` lies beyond the interval on the worse side."""
+        return measured < low if self.higher_is_better else measured > high
+
 
 def _describe(family: str, k: int) -> str:
     return {

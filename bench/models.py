@@ -8,18 +8,27 @@ from pathlib import Path
 
 from bench.errors import InputError
 from bench.registry import Registry
-from bench.tasks import default_tasks_dir
+from bench.paths import default_tasks_dir
 from bench.types import ModelSpec, Role
 from bench.yamlio import LineDict, check_keys, load_yaml, require_mapping, typed
 
 MODEL_KEYS = (
-    "name", "revision", "dim", "max_length", "loader", "similarity", "weights_package",
-    "prompts", "n_parameters", "license", "trust_remote_code", "role_field", "role_values", "path",
-    "strip_modules", "mrl_dims", "context_length", "notes", "architecture",
+    "name", "revision", "dim", "max_length", "similarity", "weights_package", "prompts", "n_parameters",
+    "license", "trust_remote_code", "role_field", "role_values", "path", "strip_modules", "mrl_dims",
+    "architecture",
 )  # fmt: skip
+# Keys earlier versions accepted but never acted on: refused with what to do instead.
+RETIRED_KEYS = {
+    "loader": "the backend decides how a model runs; remove it",
+    "context_length": "max_length is the token limit bench encodes with; remove it",
+    "notes": "use a YAML comment",
+}
 
 
 def _read_model(key: str, raw: LineDict) -> ModelSpec:
+    for retired, advice in RETIRED_KEYS.items():
+        if retired in raw:
+            raise InputError(f"{raw.where(retired)}: key {retired!r} is not used by bench ({advice})")
     check_keys(raw, MODEL_KEYS, required=("name", "revision", "dim", "max_length"))
     prompts = require_mapping(raw.get("prompts", {}) or {}, raw.where("prompts"))
     check_keys(prompts, [r.value for r in Role])
@@ -32,7 +41,6 @@ def _read_model(key: str, raw: LineDict) -> ModelSpec:
         revision=str(typed(raw, "revision", str)),
         dim=dim,
         max_length=typed(raw, "max_length", int),
-        loader=typed(raw, "loader", str, "sentence-transformers"),
         similarity=typed(raw, "similarity", str, "cosine"),
         weights_package=typed(raw, "weights_package", str, ""),
         prompts={k: typed(prompts, k, str) for k in prompts},
@@ -44,6 +52,7 @@ def _read_model(key: str, raw: LineDict) -> ModelSpec:
         path=typed(raw, "path", str, ""),
         strip_modules=tuple(typed(raw, "strip_modules", list, [])),
         architecture=dict(typed(raw, "architecture", dict, {})),
+        mrl_dims=_mrl_dims(raw, dim),
     )
     check_remote_code(spec, raw.where("revision"))
     if spec.role_field and any(spec.prompts.values()):
@@ -51,6 +60,14 @@ def _read_model(key: str, raw: LineDict) -> ModelSpec:
     if spec.similarity != "cosine":
         raise InputError(f"{raw.where('similarity')}: only cosine similarity is supported")
     return spec
+
+
+def _mrl_dims(raw: LineDict, dim: int) -> tuple[int, ...]:
+    dims = typed(raw, "mrl_dims", list, [])
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= dim:
+            raise InputError(f"{raw.where('mrl_dims')}: mrl_dims must be integers in 1..{dim}, got {d!r}")
+    return tuple(sorted(set(dims)))
 
 
 def _role_values(raw: LineDict) -> dict[str, str]:

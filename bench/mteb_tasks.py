@@ -14,7 +14,7 @@ import threading
 from urllib.parse import urlsplit
 
 from bench.errors import InputError
-from bench.tasks import LOADERS, _judged
+from bench.taskdata import judged
 from bench.types import TaskData, TaskSpec
 
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -86,8 +86,8 @@ def task_data_from_mteb(task, spec: TaskSpec) -> TaskData:
     queries = dict(zip((str(i) for i in _column(data["queries"], "id")), q_texts))
     qrels = {str(q): {str(d): int(s) for d, s in rels.items()} for q, rels in data["relevant_docs"].items() if rels}
     qrels = {q: r for q, r in qrels.items() if q in queries}
-    judged = _judged(spec, corpus, queries, qrels)
-    return TaskData(judged.corpus, judged.queries, judged.qrels, bool(getattr(task, "ignore_identical_ids", False)))
+    judged_data = judged(spec, corpus, queries, qrels)
+    return TaskData(judged_data.corpus, judged_data.queries, judged_data.qrels, bool(getattr(task, "ignore_identical_ids", False)))
 
 
 def load_mteb(spec: TaskSpec) -> TaskData:
@@ -103,5 +103,3 @@ def load_mteb(spec: TaskSpec) -> TaskData:
         ) from None
     return task_data_from_mteb(task, spec)
 
-
-LOADERS.add("mteb", load_mteb)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -24,7 +23,6 @@ from bench.errors import InputError
 from bench.flops import flops_per_token
 
 log = logging.getLogger(__name__)
-LENGTHS = (128, 512, 2048, 8192, 32768)
 
 
 def hf_config(architecture: dict):
@@ -81,14 +79,6 @@ class BidirectionalMeanPooled:
         if self.device == "cuda":
             torch.cuda.synchronize()
         return pooled
-
-
-@dataclass(frozen=True)
-class ProfileCell:
-    model: str
-    length: int | str  # fixed length, or "task:<Name>" for a task's length distribution
-    dtype: str
-    batch_size: int
 
 
 def task_lengths(texts: Sequence[str], max_length: int, n: int, seed: int) -> list[int]:
@@ -209,7 +199,7 @@ def plot_profile(frame, out_dir) -> list:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.report import _save
+    from bench.report import save_figure
 
     fixed = frame[frame.length.str.isdigit() & frame.tokens_per_second.notna()].copy()
     fixed["n"] = fixed.length.astype(int)
@@ -224,7 +214,7 @@ def plot_profile(frame, out_dir) -> list:
         ax.set_xscale("log", base=2)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-        paths.append(_save(fig, out_dir / f"{name}.png"))
+        paths.append(save_figure(fig, out_dir / f"{name}.png"))
     if "peak_cuda_bytes" in fixed and fixed.peak_cuda_bytes.notna().any():
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for key, sub in fixed.groupby(["model", "dtype", "batch_size"], sort=True):
@@ -233,7 +223,7 @@ def plot_profile(frame, out_dir) -> list:
         ax.set(xlabel="sequence length (tokens, log scale)", ylabel="peak CUDA memory (MiB)")
         ax.set_xscale("log", base=2)
         ax.legend(fontsize=7)
-        paths.append(_save(fig, out_dir / "peak_cuda_memory_vs_length.png"))
+        paths.append(save_figure(fig, out_dir / "peak_cuda_memory_vs_length.png"))
     return paths
 
 

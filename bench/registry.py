@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from bench.errors import InputError, unknown
 
@@ -21,14 +21,6 @@ class Registry(Generic[T]):
             raise InputError(f"{self.kind} {name!r} is defined twice")
         self._items[name] = item
         return item
-
-    def register(self, name: str) -> Callable[[T], T]:
-        """Decorator form of ``add``."""
-
-        def deco(item: T) -> T:
-            return self.add(name, item)
-
-        return deco
 
     def get(self, name: str) -> T:
         try:

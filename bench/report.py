@@ -8,13 +8,14 @@ import pandas as pd
 
 from bench import results
 from bench.cache import atomic_write_bytes
+from bench.cells import GROUP_KEYS
 from bench.types import Precision
 
-GROUP = ["model", "task", "backend"]
+GROUP = list(GROUP_KEYS)
 PRECISION_ORDER = [p.value for p in Precision]
 
 
-def _groups(rows: pd.DataFrame):
+def groups(rows: pd.DataFrame):
     for key, frame in rows.groupby(GROUP, sort=True):
         yield dict(zip(GROUP, key)), frame
 
@@ -41,7 +42,7 @@ def pivot_table(frame: pd.DataFrame, metric: str = "main_score") -> str:
 def summary_markdown(rows: pd.DataFrame) -> str:
     """One pivot per (model, task, backend), headed by what the score is."""
     parts = []
-    for key, frame in _groups(rows):
+    for key, frame in groups(rows):
         metric = frame.main_score_name.iloc[0]
         parts.append(
             f"### {key['model']} · {key['task']} · {key['backend']}\n\n"
@@ -92,7 +93,7 @@ def plot_group(frame: pd.DataFrame, key: dict, out_dir: Path) -> list[Path]:
     ax.set_xscale("log", base=2)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    paths.append(_save(fig, out_dir / f"{stem}__ndcg_vs_dim.png"))
+    paths.append(save_figure(fig, out_dir / f"{stem}__ndcg_vs_dim.png"))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for p in [p for p in PRECISION_ORDER if p in set(frame.precision)]:
@@ -108,7 +109,7 @@ def plot_group(frame: pd.DataFrame, key: dict, out_dir: Path) -> list[Path]:
     ax.set_xscale("log", base=2)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    paths.append(_save(fig, out_dir / f"{stem}__ndcg_vs_bytes.png"))
+    paths.append(save_figure(fig, out_dir / f"{stem}__ndcg_vs_bytes.png"))
     return paths
 
 
@@ -120,7 +121,7 @@ COST_COLUMNS = [
 ]  # fmt: skip
 
 
-def _fmt(value, template: str, column: str) -> str:
+def format_value(value, template: str, column: str) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "–"
     return template.format(value / 2**20 if column.endswith("_bytes") else value)
@@ -135,7 +136,7 @@ def cost_table(rows: pd.DataFrame) -> str:
     lines = ["| model | task | backend | " + " | ".join(c[1] for c in cols) + " |",
              "|---|---|---|" + "---:|" * len(cols)]  # fmt: skip
     for _, r in first.iterrows():
-        vals = [_fmt(r[c], t, c) for c, _, t in cols]
+        vals = [format_value(r[c], t, c) for c, _, t in cols]
         lines.append(f"| {r.model} | {r.task} | {r.backend} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
@@ -149,7 +150,7 @@ def search_table(rows: pd.DataFrame) -> str:
     cols = [c for c in cols if c in rows.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in rows[cols].iterrows():
-        lines.append("| " + " | ".join(_fmt(v, "{:,.1f}" if isinstance(v, float) else "{}", "") for v in r) + " |")
+        lines.append("| " + " | ".join(format_value(v, "{:,.1f}" if isinstance(v, float) else "{}", "") for v in r) + " |")
     return "\n".join(lines)
 
 
@@ -172,7 +173,7 @@ def plot_costs(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set_xticks(range(len(first)), labels, fontsize=7)
         ax.set(ylabel=label, title=label.split(" (")[0] + " by backend and model")
         ax.grid(axis="y", alpha=0.3)
-        paths.append(_save(fig, out_dir / f"{name}.png"))
+        paths.append(save_figure(fig, out_dir / f"{name}.png"))
     return paths
 
 
@@ -186,7 +187,7 @@ def plot_search_pareto(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
     if "search_queries_per_second" not in rows.columns:
         return []
     paths = []
-    for key, frame in _groups(rows):
+    for key, frame in groups(rows):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for p in [p for p in PRECISION_ORDER if p in set(frame.precision)]:
             sub = frame[frame.precision == p]
@@ -199,7 +200,7 @@ def plot_search_pareto(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set_xscale("log")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        paths.append(_save(fig, out_dir / f"{'__'.join(str(key[k]) for k in GROUP)}__ndcg_vs_search_qps.png"))
+        paths.append(save_figure(fig, out_dir / f"{'__'.join(str(key[k]) for k in GROUP)}__ndcg_vs_search_qps.png"))
     return paths
 
 
@@ -213,7 +214,7 @@ def plot_intervals(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
     if "main_score_ci_low" not in rows.columns:
         return []
     paths = []
-    for key, frame in _groups(rows):
+    for key, frame in groups(rows):
         precisions = [p for p in PRECISION_ORDER if p in set(frame.precision)]
         dims = sorted(frame.dim.unique(), reverse=True)
         fig, ax = plt.subplots(figsize=(max(6.4, 0.5 * len(dims) * len(precisions)), 4.2))
@@ -228,11 +229,11 @@ def plot_intervals(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
                title=f"{key['model']} on {key['task']} ({key['backend']})")  # fmt: skip
         ax.legend(fontsize=7, ncol=3)
         ax.grid(axis="y", alpha=0.3)
-        paths.append(_save(fig, out_dir / f"{'__'.join(str(key[k]) for k in GROUP)}__ci.png"))
+        paths.append(save_figure(fig, out_dir / f"{'__'.join(str(key[k]) for k in GROUP)}__ci.png"))
     return paths
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     import io
 
     import matplotlib.pyplot as plt
@@ -255,7 +256,7 @@ def render(run_dir: Path) -> str:
     text = (f"# Run {manifest['run_id']}\n\n{summary}\n## Exact search\n\n{search_table(rows)}\n"
             f"\n## All cells\n\n{full_table(rows)}\n")  # fmt: skip
     atomic_write_bytes(Path(run_dir) / "table.md", text.encode("utf-8"))
-    for key, frame in _groups(rows):
+    for key, frame in groups(rows):
         plot_group(frame, key, Path(run_dir) / "plots")
     plot_costs(rows, Path(run_dir) / "plots")
     plot_search_pareto(rows, Path(run_dir) / "plots")

@@ -20,7 +20,8 @@ from bench.config import SweepConfig, default_cache_dir, parse_precision
 from bench.encoders import parse_backend
 from bench.errors import BenchError, InputError
 from bench.models import model_registry
-from bench.tasks import default_tasks_dir, task_registry
+from bench.paths import default_tasks_dir
+from bench.tasks import task_registry
 from bench.yamlio import check_keys, load_yaml, require_mapping, typed
 
 log = logging.getLogger(__name__)

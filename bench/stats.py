@@ -52,21 +52,20 @@ def paired_comparison(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed:
     return PairedComparison(observed, low, high, (extreme + 1) / (resamples + 1), n)
 
 
-CELL = ["model", "task", "backend", "dim", "precision"]
-
-
 def interval_table(per_query, metrics: list[str], resamples: int, seed: int):
     """Tidy CIs: one row per (cell, metric) with mean, ci_low, ci_high (a pandas DataFrame)."""
     import pandas as pd
 
+    from bench.cells import CELL_KEYS
+
     out = []
-    for key, frame in per_query.groupby(CELL, sort=True):
+    for key, frame in per_query.groupby(list(CELL_KEYS), sort=True):
         frame = frame.sort_values("query_id")
         idx = resample_indices(len(frame), resamples, seed)
         for metric in metrics:
             values = frame[metric].to_numpy(dtype=np.float64)
             low, high = bootstrap_ci(values, idx)
-            out.append({**dict(zip(CELL, key)), "metric": metric, "mean": float(values.mean()),
+            out.append({**dict(zip(CELL_KEYS, key)), "metric": metric, "mean": float(values.mean()),
                         "ci_low": low, "ci_high": high})  # fmt: skip
     return pd.DataFrame(out)
 
@@ -75,9 +74,11 @@ def reference_comparisons(per_query, rows, resamples: int, seed: int):
     """Each cell's main score against its group's float32 full-dimension cell, paired by query."""
     import pandas as pd
 
-    out = []
-    for (model, task, backend), group in rows.groupby(["model", "task", "backend"], sort=True):
-        ref = group[group.precision == "float32"].sort_values("dim").iloc[-1]
+    from bench.cells import GROUP_KEYS, reference_rows
+
+    out, references = [], reference_rows(rows)
+    for (model, task, backend), group in rows.groupby(list(GROUP_KEYS), sort=True):
+        ref = references.loc[(model, task, backend)]
         metric = ref.main_score_name
         pq = per_query[(per_query.model == model) & (per_query.task == task) & (per_query.backend == backend)]
         base = pq[(pq.dim == ref.dim) & (pq.precision == "float32")].set_index("query_id")[metric].sort_index()

@@ -1,15 +1,13 @@
 """Fake encoders and tiny tasks for tests and for users who test their own code.
 
-- ``HashingEncoder``: deterministic signed feature hashing of lower-cased words (plus a small,
-  fixed text-dependent offset so vectors are not sparse). No weights, meaningful retrieval.
-  Registered as the ``hashing`` backend, so any model spec can be run without weights.
+- ``HashingEncoder`` (re-exported from ``bench.encoders.hashing``, the weightless ``hashing``
+  backend): deterministic signed feature hashing, for tests that count encode calls.
 - ``KeywordEncoder``: one dimension per keyword, counts of each; metrics can be worked out by hand.
 - ``write_beir_task``: writes a BEIR folder and its task YAML, for tests of the loaders and the CLI.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -18,54 +16,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from bench.encoders import BACKENDS, BackendKind, EncoderOptions
-from bench.types import BackendSpec, ModelSpec, Role
+from bench.encoders.hashing import HashingEncoder
+from bench.types import Role
+
+__all__ = ["HashingEncoder", "KeywordEncoder", "FakeEmbeddingServer", "write_beir_task", "write_models",
+           "write_pplx_like_model"]  # fmt: skip
 
 _WORD = re.compile(r"\w+")
-
-
-def _bucket(word: str, dim: int) -> tuple[int, float]:
-    h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
-    return h % dim, 1.0 if (h >> 32) & 1 else -1.0
-
-
-def _log_call(role: Role, n: int) -> None:
-    """For tests across processes: ``$BENCH_HASHING_LOG`` collects one line per encode call, and
-    ``$BENCH_HASHING_DELAY`` slows each call down (seconds), so kills and races can be staged."""
-    import os
-
-    if os.environ.get("BENCH_HASHING_LOG"):
-        with open(os.environ["BENCH_HASHING_LOG"], "a", encoding="utf-8") as handle:
-            handle.write(f"{os.getpid()} {role.value} {n}\n")
-    if os.environ.get("BENCH_HASHING_DELAY"):
-        time.sleep(float(os.environ["BENCH_HASHING_DELAY"]))
-
-
-class HashingEncoder:
-    """Signed feature hashing: each word adds +-1 to one of ``dim`` buckets."""
-
-    n_parameters = 0
-    parallel_requests = 1
-    chunk_size = 512
-
-    def __init__(self, dim: int = 64) -> None:
-        self.dim = dim
-        self.calls: list[tuple[Role, int]] = []  # (role, batch size) of every encode call
-
-    def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
-        self.calls.append((role, len(texts)))
-        _log_call(role, len(texts))
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in _WORD.findall(text.lower()):
-                col, sign = _bucket(word, self.dim)
-                out[row, col] += sign
-            out[row] += 0.01 * np.sin(np.arange(self.dim) + len(text))
-        return out
-
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        return sum(len(_WORD.findall(t)) for t in texts)
-
 
 class KeywordEncoder:
     """Counts of given keywords: dimension ``i`` is how often ``keywords[i]`` occurs."""
@@ -86,15 +43,6 @@ class KeywordEncoder:
             words = _WORD.findall(text.lower())
             out[row] = [words.count(k) for k in self.keywords]
         return out
-
-
-def _hashing_factory(model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> HashingEncoder:
-    encoder = HashingEncoder(model.dim)
-    encoder.chunk_size = options.batch_size  # small batches make many checkpoints in tests
-    return encoder
-
-
-BACKENDS.add("hashing", BackendKind(_hashing_factory, ("cpu",), ("float32",)))
 
 
 def write_beir_task(

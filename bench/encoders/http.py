@@ -30,17 +30,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from bench.encoders import BACKENDS, BackendKind, EncoderOptions
+from bench.encoders import EncoderOptions
 from bench.errors import EncoderError, InputError
 from bench.types import BackendSpec, ModelSpec, Role
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("openai", "tei", "perplexity")
-OPTION_KEYS = (
-    "protocol", "url", "model", "api_key_env", "encoding_format", "dimensions", "normalize",
-    "batch_size", "concurrency", "timeout", "max_retries", "backoff", "max_backoff",
-)  # fmt: skip
 DEFAULT_FORMAT = {"openai": "float", "tei": "float", "perplexity": "base64_int8"}
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
@@ -193,6 +189,3 @@ class HttpEncoder:
             raise EncoderError(f"{self.label}: returned vectors of width {sorted(widths)}, expected {self.dim}")
         return np.stack(vectors).astype(np.float32)
 
-
-BACKENDS.add("http", BackendKind(HttpEncoder, ("remote",), ("native",),
-                                 option_keys=OPTION_KEYS, required_options=("url",)))  # fmt: skip

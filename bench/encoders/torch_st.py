@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.encoders import BACKENDS, BackendKind, EncoderOptions, cuda_available
+from bench.encoders import EncoderOptions, cuda_available
 from bench.encoders.batching import sorted_batches
 from bench.errors import InputError
 from bench.models import check_remote_code, weights_location
@@ -85,5 +85,3 @@ class SentenceTransformerEncoder:
             out[batch] = vectors.float().cpu().numpy()
         return out
 
-
-BACKENDS.add("torch", BackendKind(SentenceTransformerEncoder, ("cpu", "cuda"), ("float32", "bfloat16", "float16")))

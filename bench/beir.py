@@ -1,0 +1,110 @@
+"""The ``beir`` task source: a local BEIR folder.
+
+``corpus.jsonl``, ``queries.jsonl`` and ``qrels/<split>.tsv``, each optionally gzipped; every
+line is checked and an error names the file and line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from pathlib import Path
+from typing import Iterator
+
+from bench.errors import InputError
+from bench.taskdata import judged
+from bench.types import TaskData, TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+def _find(folder: Path, stem: str) -> Path:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"{folder / stem}: file not found (nor {stem}.gz)")
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (line number, line), decoding each line on its own so errors name the right line.
+    A UTF-8 byte-order mark is accepted (and reported)."""
+    lineno = 0
+    try:
+        with _open_binary(path) as handle:
+            for lineno, raw in enumerate(handle, start=1):
+                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    log.warning("%s: starts with a UTF-8 byte-order mark; ignoring it", path)
+                    raw = raw[3:]
+                try:
+                    yield lineno, raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"{path}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: unreadable after line {lineno} ({exc})") from None
+
+
+def _read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
+    records: dict[str, dict] = {}
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or "_id" not in record:
+            raise InputError(f"{where}: expected a JSON object with an '_id'")
+        doc_id = str(record["_id"])
+        if doc_id in records:
+            raise InputError(f"{where}: duplicate id {doc_id!r}")
+        for name in fields:
+            if not isinstance(record.get(name, ""), str):
+                raise InputError(f"{where}: field {name!r} must be a string")
+        if not "".join(record.get(name, "") or "" for name in fields).strip():
+            raise InputError(f"{where}: empty text for id {doc_id!r}")
+        records[doc_id] = record
+    return records
+
+
+def _read_qrels(path: Path) -> Iterator[tuple[str, str, int, str]]:
+    """(query id, document id, relevance, where) per line of a BEIR qrels TSV (header optional)."""
+    for lineno, line in _lines(path):
+        where = f"{path}:{lineno}"
+        row = line.rstrip("\r\n").split("\t")
+        if lineno == 1 and row[:1] == ["query-id"]:
+            continue
+        if not "".join(row).strip():
+            continue
+        if len(row) != 3:
+            raise InputError(f"{where}: expected 3 tab-separated fields, got {len(row)}")
+        try:
+            score = int(row[2])
+        except ValueError:
+            raise InputError(f"{where}: relevance must be an integer, got {row[2]!r}") from None
+        if score < 0:
+            raise InputError(f"{where}: relevance must not be negative, got {score}")
+        yield row[0], row[1], score, where
+
+
+def load_beir(spec: TaskSpec) -> TaskData:
+    """Load a BEIR folder the way MTEB does: documents are ``(title + " " + text).strip()``."""
+    folder = spec.path
+    if not folder.is_dir():
+        raise InputError(f"{folder}: task folder not found (task {spec.name}, {spec.defined_in})")
+    docs = _read_jsonl(_find(folder, "corpus.jsonl"), ("title", "text"))
+    all_queries = _read_jsonl(_find(folder, "queries.jsonl"), ("text",))
+    qrels: dict[str, dict[str, int]] = {}
+    for qid, did, score, where in _read_qrels(_find(folder / "qrels", f"{spec.split}.tsv")):
+        if qid not in all_queries:
+            raise InputError(f"{where}: query id {qid!r} is not in queries.jsonl")
+        if did not in docs:
+            raise InputError(f"{where}: document id {did!r} is not in corpus.jsonl")
+        qrels.setdefault(qid, {})[did] = score
+    corpus = {d: (r.get("title", "") + " " + r.get("text", "")).strip() for d, r in docs.items()}
+    return judged(spec, corpus, {q: r.get("text", "") for q, r in all_queries.items()}, qrels)

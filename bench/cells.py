@@ -1,0 +1,36 @@
+"""The columns that identify a cell in result tables, and which cell is the reference of a group.
+
+A cell is one (model, task, backend, dimension, precision); a group is the cells of one
+(model, task, backend). The reference of a group is its float32 cell at the widest dimension;
+the torch reference of a (model, task) is that cell on the float32 torch backend.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+CELL_KEYS = ("model", "task", "backend", "dim", "precision")
+GROUP_KEYS = ("model", "task", "backend")
+REFERENCE_BACKENDS = ("torch-cpu-float32", "torch-cuda-float32")
+
+
+def reference_rows(rows: pd.DataFrame, group: tuple[str, ...] = GROUP_KEYS) -> pd.DataFrame:
+    """Per group, the row of the float32 cell at the widest dimension (indexed by the group)."""
+    floats = rows[rows.precision == "float32"].sort_values("dim", kind="stable")
+    return floats.groupby(list(group), sort=True).tail(1).set_index(list(group))
+
+
+def reference_scores(rows: pd.DataFrame) -> pd.Series:
+    """Per row, the main score of its group's reference cell."""
+    ref = reference_rows(rows).main_score
+    return rows.join(ref.rename("reference"), on=list(GROUP_KEYS))["reference"]
+
+
+def torch_reference_scores(rows: pd.DataFrame) -> pd.Series:
+    """Per row, the float32 full-width main score of the model on the float32 torch backend
+    (what bf16 or int8 weights are measured against); NaN when that backend is not swept."""
+    present = [b for b in REFERENCE_BACKENDS if b in set(rows.backend)]
+    if not present:
+        return pd.Series(float("nan"), index=rows.index)
+    ref = reference_rows(rows[rows.backend == present[0]], ("model", "task")).main_score
+    return rows.join(ref.rename("reference"), on=["model", "task"])["reference"]
