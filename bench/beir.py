@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -60,16 +61,53 @@ def _read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
             raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
         if not isinstance(record, dict) or "_id" not in record:
             raise InputError(f"{where}: expected a JSON object with an '_id'")
-        doc_id = str(record["_id"])
+        doc_id = _record_id(record["_id"], where)
         if doc_id in records:
             raise InputError(f"{where}: duplicate id {doc_id!r}")
         for name in fields:
             if not isinstance(record.get(name, ""), str):
                 raise InputError(f"{where}: field {name!r} must be a string")
+            _check_unicode(record.get(name, ""), where, name)
         if not "".join(record.get(name, "") or "" for name in fields).strip():
             raise InputError(f"{where}: empty text for id {doc_id!r}")
         records[doc_id] = record
     return records
+
+
+def _record_id(value: object, where: str) -> str:
+    """An id is a non-empty string (or an integer, as some BEIR exports write them)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise InputError(f"{where}: '_id' must be a non-empty string, got {value!r:.40}")
+    text = str(value)
+    _check_unicode(text, where, "_id")
+    if "\t" in text or "\n" in text or "\r" in text:
+        raise InputError(f"{where}: '_id' {text!r:.40} holds a tab or line break (qrels could not name it)")
+    return text
+
+
+def _check_unicode(text: str, where: str, field: str) -> None:
+    """JSON escapes can spell lone surrogates (``\\ud800``), which no UTF-8 text can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{where}: field {field!r} holds an invalid Unicode escape (a lone surrogate at "
+                         f"character {exc.start})") from None  # fmt: skip
+
+
+# ASCII digits only: int() also takes "1_0" and digits of other scripts, which qrels never mean.
+_RELEVANCE = re.compile(r"-?[0-9]{1,10}")
+MAX_RELEVANCE = 2**31 - 1  # pytrec_eval keeps relevance in a C int
+
+
+def _relevance(text: str, where: str) -> int:
+    if not _RELEVANCE.fullmatch(text.strip()):
+        raise InputError(f"{where}: relevance must be an integer, got {text!r}")
+    score = int(text)
+    if score < 0:
+        raise InputError(f"{where}: relevance must not be negative, got {score}")
+    if score > MAX_RELEVANCE:
+        raise InputError(f"{where}: relevance {score} is above {MAX_RELEVANCE}")
+    return score
 
 
 def _read_qrels(path: Path) -> Iterator[tuple[str, str, int, str]]:
@@ -83,13 +121,7 @@ def _read_qrels(path: Path) -> Iterator[tuple[str, str, int, str]]:
             continue
         if len(row) != 3:
             raise InputError(f"{where}: expected 3 tab-separated fields, got {len(row)}")
-        try:
-            score = int(row[2])
-        except ValueError:
-            raise InputError(f"{where}: relevance must be an integer, got {row[2]!r}") from None
-        if score < 0:
-            raise InputError(f"{where}: relevance must not be negative, got {score}")
-        yield row[0], row[1], score, where
+        yield row[0], row[1], _relevance(row[2], where), where
 
 
 def load_beir(spec: TaskSpec) -> TaskData:

@@ -36,6 +36,8 @@ def text_digest(text: str) -> bytes:
 
 
 TMP_SUFFIX = ".tmp"
+# The folders bench writes under a cache root (the only places it clears stale temporaries in).
+CACHE_FOLDERS = ("embeddings", "costs", "matrices", "indexes", "onnx")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
+import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable, Sequence
 
+from bench import redact
 from bench.errors import BenchError, InputError
 
 EPILOG = """\
@@ -20,21 +25,49 @@ quick start:
 """
 
 
-def _int_list(text: str) -> tuple[int, ...]:
+_INTEGER = re.compile(r"-?[0-9]{1,12}")  # ASCII digits only: int() would take "1_0" and other scripts' digits
+
+
+def _int(text: str) -> int:
+    if not _INTEGER.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(text)
+
+
+def _number(text: str) -> float:
     try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    """Comma-separated integers; an empty text is an empty list (which the schema refuses)."""
+    items = [x.strip() for x in text.split(",")]
+    if items == [""]:
+        return ()
+    if not all(_INTEGER.fullmatch(x) for x in items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    return tuple(int(x) for x in items)
 
 
 def _str_list(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
+    """Comma-separated names; an empty text is an empty list (which the schema refuses)."""
+    items = [x.strip() for x in text.split(",")]
+    if items == [""]:
+        return ()
+    if any(not x for x in items):
+        raise argparse.ArgumentTypeError(f"empty item in {text!r}")
+    return tuple(items)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # usage errors exit 2 with one line, like InputError
-        self.print_usage(sys.stderr)
-        raise SystemExit(f"bench: error: {message}") from None
+        print(f"bench: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,10 +89,10 @@ def _add_run(sub) -> None:
     run.add_argument("--backends", type=_str_list, help="override: e.g. torch,torch-cuda-bfloat16")
     run.add_argument("--dims", type=_int_list, help="override: e.g. 384,256,128,64")
     run.add_argument("--precisions", type=_str_list, help="override: e.g. float32,int8,binary")
-    run.add_argument("--batch-size", type=int)
-    run.add_argument("--top-k", type=int, help="documents retrieved per query (default 1000)")
-    run.add_argument("--rescore-multiplier", type=int, help="binary-rescore candidates = top-k x this")
-    run.add_argument("--limit", type=int, help="smoke run: only the first N judged queries")
+    run.add_argument("--batch-size", type=_int)
+    run.add_argument("--top-k", type=_int, help="documents retrieved per query (default 1000)")
+    run.add_argument("--rescore-multiplier", type=_int, help="binary-rescore candidates = top-k x this")
+    run.add_argument("--limit", type=_int, help="smoke run: only the first N judged queries")
     run.add_argument("--output-dir", type=Path, help="where run folders go (default results/)")
     run.add_argument("--cache-dir", type=Path, help="embedding cache (default ~/.cache/bench)")
     run.add_argument("--run-id", help="name the run folder; an existing one resumes")
@@ -81,12 +114,12 @@ def _add_profile(sub) -> None:
     prof.add_argument("--models", type=_str_list, default=("pplx-embed-v1-0.6b",))
     prof.add_argument("--lengths", type=_int_list, default=(128, 512), help="fixed sequence lengths")
     prof.add_argument("--task", action="append", default=[], help="also a task's real length distribution")
-    prof.add_argument("--task-sample", type=int, default=32, help="texts sampled from each --task")
+    prof.add_argument("--task-sample", type=_int, default=32, help="texts sampled from each --task")
     prof.add_argument("--dtypes", type=_str_list, default=("bfloat16", "float32"))
     prof.add_argument("--batch-sizes", type=_int_list, default=(1, 8))
     prof.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    prof.add_argument("--budget", type=float, default=60.0, help="seconds per cell before it is stopped")
-    prof.add_argument("--repeats", type=int, default=3)
+    prof.add_argument("--budget", type=_number, default=60.0, help="seconds per cell before it is stopped")
+    prof.add_argument("--repeats", type=_int, default=3)
     prof.add_argument("--output-dir", type=Path, default=Path("results"))
     prof.add_argument("--tasks-dir", type=Path)
     prof.set_defaults(func=cmd_profile)
@@ -113,9 +146,9 @@ def _add_gate(sub) -> None:
 def _add_reproduce(sub) -> None:
     rep = sub.add_parser("reproduce", help="run a suite and compare with its published scores")
     rep.add_argument("suite", help="a suite name from tasks/suites/ or a suite YAML path")
-    rep.add_argument("--tolerance", type=float, help="absolute tolerance (default: the suite's, 0.005)")
+    rep.add_argument("--tolerance", type=_number, help="absolute tolerance (default: the suite's, 0.005)")
     rep.add_argument("--backends", type=_str_list, help="override the suite's backend (one)")
-    rep.add_argument("--limit", type=int, help="smoke run: only the first N judged queries (will not match)")
+    rep.add_argument("--limit", type=_int, help="smoke run: only the first N judged queries (will not match)")
     rep.add_argument("--output-dir", type=Path, default=Path("results"))
     rep.add_argument("--cache-dir", type=Path)
     rep.add_argument("--tasks-dir", type=Path)
@@ -136,21 +169,26 @@ def _add_ls(sub) -> None:
     ls.set_defaults(func=cmd_ls)
 
 
+RUN_FLAGS = {  # sweep key -> the flag of bench run that overrides it
+    "models": "--models", "tasks": "--tasks", "backends": "--backends", "dims": "--dims",
+    "precisions": "--precisions", "batch_size": "--batch-size", "top_k": "--top-k",
+    "rescore_multiplier": "--rescore-multiplier", "limit": "--limit", "output_dir": "--output-dir",
+    "cache_dir": "--cache-dir", "executor": "--executor", "scheduler": "--scheduler",
+}  # fmt: skip
+
+
+def _flag_value(value):
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value) if isinstance(value, Path) else value
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import report, runner
-    from bench.config import load_config, parse_precision, with_overrides
-    from bench.encoders import parse_backend
+    from bench.config import load_config
 
-    config = with_overrides(
-        load_config(args.config),
-        models=args.models, tasks=args.tasks, dims=args.dims,
-        backends=tuple(parse_backend(b, "--backends") for b in args.backends) if args.backends else None,
-        precisions=tuple(parse_precision(p, "--precisions") for p in args.precisions) if args.precisions else None,
-        batch_size=_at_least_one(args.batch_size, "--batch-size"), top_k=_at_least_one(args.top_k, "--top-k"),
-        rescore_multiplier=_at_least_one(args.rescore_multiplier, "--rescore-multiplier"),
-        limit=_at_least_one(args.limit, "--limit"), output_dir=args.output_dir, cache_dir=args.cache_dir,
-        executor=args.executor, scheduler=args.scheduler,
-    )  # fmt: skip
+    overrides = {key: (flag, _flag_value(getattr(args, key))) for key, flag in RUN_FLAGS.items()}
+    config = load_config(args.config, overrides)
     run_dir = runner.run(config, tasks_dir=args.tasks_dir, run_id=args.run_id)
     print(report.render(run_dir))
     print(f"results: {run_dir}")
@@ -185,11 +223,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from bench.models import model_registry
     from bench.tasks import load_task, task_registry
 
+    from bench.schemas import ProfileSchema, validated
+
+    fields = list(ProfileSchema.model_fields)
+    validated(ProfileSchema, {k: _flag_value(getattr(args, k)) for k in fields}, "bench profile",
+              {k: "--" + k.replace("_", "-") for k in fields})  # fmt: skip
     if args.device == "cuda" and not cuda_available():
         raise InputError("--device cuda: CUDA is not available on this machine")
-    for dtype in args.dtypes:
-        if dtype not in ("float32", "bfloat16", "float16"):
-            raise InputError(f"--dtypes: unknown dtype {dtype!r}; use float32, bfloat16 or float16")
     models = [model_registry(args.tasks_dir).get(m) for m in args.models]
     for m in models:
         profile.require_architecture(m)
@@ -231,14 +271,14 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from bench import gate
     from bench.metrics import ALL_METRICS
-    from bench.results import read_json, write_json
+    from bench.results import write_json
 
     for metric in args.metrics or []:
         if metric not in ALL_METRICS:
             from bench.errors import unknown
 
             raise unknown("metric", metric, ALL_METRICS)
-    baseline = read_json(args.baseline)
+    baseline = gate.read_baseline(args.baseline)
     findings = gate.check(args.run_dir, baseline, list(args.metrics or []),
                           gate.parse_tolerances(args.tolerance), args.outside_ci)  # fmt: skip
     write_json(args.json or args.run_dir / "check.json", gate.findings_json(findings))
@@ -284,19 +324,53 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so a run cleans up as it does on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    redact.install()  # before anything can log or fail: every record and message is redacted
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, already printed as one line)
+        return int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")  # fmt: skip
     func: Callable[[argparse.Namespace], int] = args.func
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         return func(args)
     except BenchError as exc:
-        print(f"bench: error: {exc}", file=sys.stderr)
+        print(f"bench: error: {redact.redact(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("bench: interrupted; finished cells and cached embeddings are kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`bench ls models | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except Terminated:
+        print("bench: terminated; finished cells and cached embeddings are kept", file=sys.stderr)
+        return 143
+    except Exception as exc:  # noqa: BLE001 - a bug: one redacted line, the traceback only with -v
+        if args.verbose:
+            print(redact.redact(traceback.format_exc()), file=sys.stderr, end="")
+        print(f"bench: internal error: {type(exc).__name__}: {redact.redact(exc)} (a bug in bench; "
+              "run with -v for the traceback)", file=sys.stderr)  # fmt: skip
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Sweep configurations: YAML files (``tasks/sweeps/*.yaml``) validated into ``SweepConfig``."""
+"""Sweep configurations: YAML files (``tasks/sweeps/*.yaml``), with ``bench run`` flags laid over
+them, validated against one schema (``bench.schemas.SweepSchema``) into a ``SweepConfig``."""
 
 from __future__ import annotations
 
@@ -6,24 +7,23 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from bench.encoders import parse_backend
 from bench.errors import InputError, unknown
 from bench.models import model_registry
 from bench.paths import default_tasks_dir
+from bench.schemas import SweepSchema, validated
 from bench.tasks import task_registry
 from bench.types import Precision, SweepConfig
-from bench.yamlio import LineDict, check_keys, load_yaml, require_mapping, typed
+from bench.yamlio import LineDict, load_yaml, require_mapping
 
 log = logging.getLogger(__name__)
 
-SWEEP_KEYS = (
-    "name", "models", "tasks", "backends", "dims", "precisions", "batch_size", "top_k",
-    "rescore_multiplier", "output_dir", "cache_dir", "seed", "limit", "measure",
-    "measure_documents", "measure_repeats", "latency_queries", "search_latency_queries",
-    "bootstrap_resamples", "executor", "scheduler",
-)  # fmt: skip
+# Keys whose value is a list; a single value is accepted as a list of one.
+LIST_KEYS = ("models", "tasks", "backends", "dims", "precisions")
+SWEEP_KEYS = tuple(SweepSchema.model_fields)
+EXECUTORS = ("local", "dask")
 
 
 def default_cache_dir() -> Path:
@@ -45,77 +45,48 @@ def parse_precision(value: Any, where: str) -> Precision:
     return Precision(value)
 
 
-def _list(raw: LineDict, key: str, default: list | None = None) -> list:
-    value = raw.get(key, default)
-    if value is None:
-        raise InputError(f"{raw.where()}: missing required key {key!r}")
-    items = value if isinstance(value, list) else [value]
-    if not items:
-        raise InputError(f"{raw.where(key)}: {key} must not be empty")
-    return items
+def _as_lists(raw: Mapping[str, Any]) -> LineDict:
+    out = LineDict({k: ([v] if k in LIST_KEYS and not isinstance(v, list) else v) for k, v in raw.items()})
+    out.source = getattr(raw, "source", "<config>")
+    out.line = getattr(raw, "line", 0)
+    out.key_lines = dict(getattr(raw, "key_lines", {}))
+    return out
 
 
-def _positive(raw: LineDict, key: str, default: int | None) -> int | None:
-    value = typed(raw, key, int, default)
-    if value is not None and value < 1:
-        raise InputError(f"{raw.where(key)}: {key} must be at least 1, got {value}")
-    return value
-
-
-def config_from_mapping(raw: LineDict) -> SweepConfig:
-    """Validate a parsed sweep mapping (types, names, ranges) into a ``SweepConfig``."""
-    check_keys(raw, SWEEP_KEYS, required=("models", "tasks", "dims", "precisions"))
-    dims = _list(raw, "dims")
-    for d in dims:
-        if isinstance(d, bool) or not isinstance(d, int):
-            raise InputError(f"{raw.where('dims')}: dimensions must be integers, got {d!r}")
+def config_from_mapping(raw: LineDict, flags: Mapping[str, str] | None = None) -> SweepConfig:
+    """Validate a parsed sweep mapping (types, ranges, names) into a ``SweepConfig``. ``flags``
+    maps the keys a command-line flag set to that flag, so errors name the flag."""
+    raw, flags = _as_lists(raw), dict(flags or {})
+    checked = validated(SweepSchema, raw, raw.source, flags)
+    where = {k: flags.get(k) or raw.where(k) for k in LIST_KEYS}
+    if checked.executor == "dask" and not checked.scheduler:
+        raise InputError(f"{flags.get('executor') or raw.where('executor')}: executor dask needs a scheduler "
+                         "address (--scheduler tcp://HOST:8786)")  # fmt: skip
     return SweepConfig(
-        name=str(typed(raw, "name", str, "sweep")),
-        models=tuple(str(m) for m in _list(raw, "models")),
-        tasks=tuple(str(t) for t in _list(raw, "tasks")),
-        backends=tuple(parse_backend(b, raw.where("backends")) for b in _list(raw, "backends", ["torch"])),
-        dims=tuple(dims),
-        precisions=tuple(parse_precision(p, raw.where("precisions")) for p in _list(raw, "precisions")),
-        batch_size=_positive(raw, "batch_size", 64),
-        top_k=_positive(raw, "top_k", 1000),
-        rescore_multiplier=_positive(raw, "rescore_multiplier", 4),
-        output_dir=_path(raw, "output_dir", Path("results")),
-        cache_dir=_path(raw, "cache_dir", default_cache_dir()),
-        seed=typed(raw, "seed", int, 0),
-        limit=_positive(raw, "limit", None),
-        measure=typed(raw, "measure", bool, True),
-        measure_documents=_positive(raw, "measure_documents", 128),
-        measure_repeats=_positive(raw, "measure_repeats", 3),
-        latency_queries=_positive(raw, "latency_queries", 50),
-        search_latency_queries=_positive(raw, "search_latency_queries", 20),
-        bootstrap_resamples=_positive(raw, "bootstrap_resamples", 1000),
-        executor=_executor(raw),
-        scheduler=typed(raw, "scheduler", str, ""),
-    )
+        name=checked.name, models=tuple(checked.models), tasks=tuple(checked.tasks),
+        backends=tuple(parse_backend(b, where["backends"]) for b in checked.backends),
+        dims=tuple(checked.dims),
+        precisions=tuple(parse_precision(p, where["precisions"]) for p in checked.precisions),
+        batch_size=checked.batch_size, top_k=checked.top_k, rescore_multiplier=checked.rescore_multiplier,
+        output_dir=Path(os.path.expanduser(checked.output_dir)),
+        cache_dir=Path(os.path.expanduser(checked.cache_dir)) if checked.cache_dir else default_cache_dir(),
+        seed=checked.seed, limit=checked.limit, measure=checked.measure,
+        measure_documents=checked.measure_documents, measure_repeats=checked.measure_repeats,
+        latency_queries=checked.latency_queries, search_latency_queries=checked.search_latency_queries,
+        bootstrap_resamples=checked.bootstrap_resamples, executor=checked.executor, scheduler=checked.scheduler,
+    )  # fmt: skip
 
 
-EXECUTORS = ("local", "dask")
-
-
-def _executor(raw: LineDict) -> str:
-    value = typed(raw, "executor", str, "local")
-    if value not in EXECUTORS:
-        raise InputError(f"{raw.where('executor')}: {unknown('executor', value, EXECUTORS)}")
-    if value == "dask" and not raw.get("scheduler"):
-        raise InputError(f"{raw.where('executor')}: executor dask needs a scheduler address")
-    return value
-
-
-def _path(raw: LineDict, key: str, default: Path) -> Path:
-    """A path setting; relative paths are relative to the working directory."""
-    value = typed(raw, key, str, None)
-    return Path(os.path.expanduser(value)) if value is not None else default
-
-
-def load_config(path: Path | None) -> SweepConfig:
-    """Read a sweep YAML (the bundled default when ``path`` is None)."""
+def load_config(path: Path | None, overrides: Mapping[str, tuple[str, Any]] | None = None) -> SweepConfig:
+    """Read a sweep YAML (the bundled default when ``path`` is None) and lay ``overrides``
+    (key -> (flag, raw value)) over it; the whole is validated once."""
     path = Path(path) if path else default_config_path()
-    return config_from_mapping(require_mapping(load_yaml(path), str(path)))
+    raw = require_mapping(load_yaml(path), str(path))
+    flags = {}
+    for key, (flag, value) in (overrides or {}).items():
+        if value is not None:
+            raw[key], flags[key] = value, flag
+    return config_from_mapping(raw, flags)
 
 
 def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
@@ -139,5 +110,6 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
 
 
 def with_overrides(config: SweepConfig, **changes: Any) -> SweepConfig:
-    """Apply CLI overrides that are not None."""
+    """A changed copy of a validated config (for code and tests; the CLI goes through
+    ``load_config`` so its flags are validated with the file)."""
     return replace(config, **{k: v for k, v in changes.items() if v is not None})

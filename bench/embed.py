@@ -61,6 +61,11 @@ class LazyEncoder:
     def loaded(self) -> bool:
         return self._encoder is not None
 
+    def close(self) -> None:
+        """Abort work in flight and release the encoder's resources (it stays counted as loaded)."""
+        if self._encoder is not None:
+            self._encoder.close()
+
     def get(self) -> Encoder:
         if self._encoder is None:
             t0 = time.perf_counter()
@@ -117,7 +122,7 @@ def _output(cache: EmbeddingCache, namespace_id: str, digests: list[bytes], dim:
         return None, final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.pid{os.getpid()}{TMP_SUFFIX}")
-    return np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(digests), dim)), final
+    return store.open_matrix(tmp, (len(digests), dim), np.float32), final
 
 
 def _missing(texts, ids, digests, found) -> list[tuple[bytes, str]]:
@@ -156,26 +161,39 @@ def _encode_missing(todo, prompt, role, model, namespace, encoder, chunk_size, s
             for chunk in chunks:
                 finish(*run(chunk))
         else:
-            _run_parallel(chunks, run, finish, parallel)
+            _run_parallel(chunks, run, finish, parallel, encoder)
     finally:
         bar.close()
     return time.perf_counter() - t0
 
 
-def _run_parallel(chunks, run, finish, parallel: int) -> None:
-    """Run chunks concurrently; keep every chunk that finished even when another one failed."""
-    error: BaseException | None = None
-    with ThreadPoolExecutor(parallel) as pool:
-        futures = [pool.submit(run, c) for c in chunks]
+def _run_parallel(chunks, run, finish, parallel: int, encoder: "LazyEncoder") -> None:
+    """Run chunks concurrently and store each as it finishes. On a failure or an interrupt, no
+    further chunk is started, the requests in flight are cancelled at once (``encoder.close``),
+    and every chunk that had already finished is still stored before the error is raised."""
+    pool = ThreadPoolExecutor(parallel)
+    futures = [pool.submit(run, c) for c in chunks]
+    stored: set = set()
+    try:
         for future in as_completed(futures):
-            try:
-                result = future.result()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, after saving the rest
-                if error is None:
-                    error = exc
-                    for other in futures:
-                        other.cancel()
-                continue
+            result = future.result()  # the first failure ends the loop
             finish(*result)
-    if error is not None:
-        raise error
+            stored.add(future)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        encoder.close()
+        _store_finished(futures, stored, finish)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _store_finished(futures, stored: set, finish) -> None:
+    for future in futures:
+        if future in stored or not future.done() or future.cancelled() or future.exception() is not None:
+            continue
+        try:
+            finish(*future.result())
+        except Exception:  # noqa: BLE001 - storing what finished is best effort on the way out
+            log.debug("could not store a finished chunk while stopping", exc_info=True)

@@ -45,8 +45,11 @@ def run_local(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) ->
             lazy = _lazy_encoder(the_plan, model, backend, encoder_factory)
             measure.reset_peak_rss()  # this backend's peak memory starts here
             measure.cuda_peak_reset()
-            for task in the_plan.config.tasks:
-                records += _local_task(the_plan, model, backend, task, cache, lazy, run_dir)
+            try:
+                for task in the_plan.config.tasks:
+                    records += _local_task(the_plan, model, backend, task, cache, lazy, run_dir)
+            finally:
+                lazy.close()
             del lazy  # free the model before the next backend loads
     return records
 
@@ -73,8 +76,11 @@ def encode_task(the_plan: Plan, model_key: str, backend: BackendSpec, task: str,
     """Dask task: fill the cache with this unit's vectors and measure its costs; the cost columns."""
     model, cache = the_plan.models[model_key], EmbeddingCache(the_plan.config.cache_dir)
     lazy = _lazy_encoder(the_plan, model, backend, encoder_factory)
-    encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy)
-    return units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
+    try:
+        encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy)
+        return units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
+    finally:
+        lazy.close()
 
 
 def cell_task(the_plan: Plan, cell: Cell, backend: BackendSpec, costs: dict, run_dir: Path) -> dict:

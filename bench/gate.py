@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,7 +49,7 @@ def _cell_metrics(row: pd.Series, intervals: pd.DataFrame) -> dict:
 def make_baseline(run_dir: Path) -> dict:
     """Scores, CIs, grid fingerprint and versions of a finished run."""
     manifest, rows = results.read_run(run_dir)
-    intervals = pd.read_parquet(Path(run_dir) / results.INTERVALS)
+    intervals = results.read_intervals(run_dir)
     cells = []
     for _, row in rows.iterrows():
         mask = (intervals[list(CELL)] == row[list(CELL)].values).all(axis=1)
@@ -96,8 +97,8 @@ def parse_tolerances(specs: list[str]) -> dict[str, tuple[str, float]]:
             number = float(value)
         except ValueError:
             number = -1.0
-        if kind not in ("abs", "rel") or number < 0:
-            raise InputError(f"--tolerance {spec!r}: expected METRIC=abs:X or METRIC=rel:X with X >= 0")
+        if kind not in ("abs", "rel") or not math.isfinite(number) or number < 0:  # nan would pass everything
+            raise InputError(f"--tolerance {spec!r}: expected METRIC=abs:X or METRIC=rel:X with X a finite number >= 0")
         names = QUALITY_METRICS if name == "quality" else [m for m in ALL_METRICS if m not in QUALITY_METRICS] \
             if name == "cost" else [name]  # fmt: skip
         for metric in names:
@@ -110,8 +111,6 @@ def parse_tolerances(specs: list[str]) -> dict[str, tuple[str, float]]:
 def check(run_dir: Path, baseline: dict, metrics: list[str] | None, tolerances: dict, outside_ci: bool) -> list[Finding]:
     """Compare every baseline cell; raise ``InputError`` on a grid mismatch or missing data."""
     manifest, rows = results.read_run(run_dir)
-    if baseline.get("kind") != "bench-baseline":
-        raise InputError("the baseline file is not a bench baseline")
     if grid_fingerprint(grid_of(manifest)) != baseline["grid_fingerprint"]:
         diff = {k: (baseline["grid"].get(k), grid_of(manifest).get(k)) for k in GRID_KEYS
                 if baseline["grid"].get(k) != grid_of(manifest).get(k)}  # fmt: skip
@@ -124,13 +123,27 @@ def check(run_dir: Path, baseline: dict, metrics: list[str] | None, tolerances: 
             raise InputError(f"cell {[cell[k] for k in CELL]} is in the baseline but not in the run")
         for metric in names:
             findings.append(_compare(cell, match.iloc[0], metric, tolerances, outside_ci))
+    if not findings:
+        raise InputError("the check compared nothing; a gate that compares nothing cannot pass")
     return findings
+
+
+def read_baseline(path: Path) -> dict:
+    """A baseline file checked against ``bench.schemas.BaselineSchema`` (finite numbers, at least
+    one cell), so bad numbers can never switch the gate off."""
+    from bench.schemas import BaselineSchema, validated
+
+    baseline = results.read_json(path)
+    validated(BaselineSchema, baseline, str(path))
+    return baseline
 
 
 def _compare(cell: dict, row: pd.Series, metric: str, tolerances: dict, outside_ci: bool) -> Finding:
     base = cell["metrics"].get(metric)
     if base is None or metric not in row or pd.isna(row[metric]):
         raise InputError(f"metric {metric} is missing for cell {[cell[k] for k in CELL]}")
+    if not math.isfinite(float(row[metric])):
+        raise InputError(f"metric {metric} of cell {[cell[k] for k in CELL]} is not a finite number in the run")
     kind, tol = tolerance_for(metric, tolerances)
     allowed = tol if kind == "abs" else tol * abs(base["value"])
     measured, direction = float(row[metric]), ALL_METRICS[metric]

@@ -9,14 +9,11 @@ from pathlib import Path
 from bench.errors import InputError
 from bench.registry import Registry
 from bench.paths import default_tasks_dir
-from bench.types import ModelSpec, Role
-from bench.yamlio import LineDict, check_keys, load_yaml, require_mapping, typed
+from bench.types import ModelSpec
+from bench.names import check_name
+from bench.schemas import ModelSchema, validated
+from bench.yamlio import LineDict, load_yaml, require_mapping
 
-MODEL_KEYS = (
-    "name", "revision", "dim", "max_length", "similarity", "weights_package", "prompts", "n_parameters",
-    "license", "trust_remote_code", "role_field", "role_values", "path", "strip_modules", "mrl_dims",
-    "architecture",
-)  # fmt: skip
 # Keys earlier versions accepted but never acted on: refused with what to do instead.
 RETIRED_KEYS = {
     "loader": "the backend decides how a model runs; remove it",
@@ -26,61 +23,39 @@ RETIRED_KEYS = {
 
 
 def _read_model(key: str, raw: LineDict) -> ModelSpec:
+    check_name(key, "model name")
     for retired, advice in RETIRED_KEYS.items():
         if retired in raw:
             raise InputError(f"{raw.where(retired)}: key {retired!r} is not used by bench ({advice})")
-    check_keys(raw, MODEL_KEYS, required=("name", "revision", "dim", "max_length"))
-    prompts = require_mapping(raw.get("prompts", {}) or {}, raw.where("prompts"))
-    check_keys(prompts, [r.value for r in Role])
-    dim = typed(raw, "dim", int)
-    if dim < 1:
-        raise InputError(f"{raw.where('dim')}: dim must be positive, got {dim}")
+    m = validated(ModelSchema, raw, raw.where())
+    bad_dims = [d for d in m.mrl_dims if d > m.dim]
+    if bad_dims:
+        raise InputError(f"{raw.where('mrl_dims')}: mrl_dims must be integers in 1..{m.dim}, got {bad_dims[0]!r}")
     spec = ModelSpec(
-        key=key,
-        name=typed(raw, "name", str),
-        revision=str(typed(raw, "revision", str)),
-        dim=dim,
-        max_length=typed(raw, "max_length", int),
-        similarity=typed(raw, "similarity", str, "cosine"),
-        weights_package=typed(raw, "weights_package", str, ""),
-        prompts={k: typed(prompts, k, str) for k in prompts},
-        n_parameters=typed(raw, "n_parameters", int, 0),
-        license=typed(raw, "license", str, ""),
-        trust_remote_code=typed(raw, "trust_remote_code", bool, False),
-        role_field=typed(raw, "role_field", str, ""),
-        role_values=_role_values(raw),
-        path=typed(raw, "path", str, ""),
-        strip_modules=tuple(typed(raw, "strip_modules", list, [])),
-        architecture=dict(typed(raw, "architecture", dict, {})),
-        mrl_dims=_mrl_dims(raw, dim),
-    )
+        key=key, name=m.name, revision=m.revision, dim=m.dim, max_length=m.max_length, similarity=m.similarity,
+        weights_package=m.weights_package, prompts=_roles(m.prompts), n_parameters=m.n_parameters,
+        license=m.license, trust_remote_code=m.trust_remote_code, role_field=m.role_field,
+        role_values=_roles(m.role_values), path=m.path, strip_modules=tuple(m.strip_modules),
+        architecture=dict(m.architecture), mrl_dims=tuple(sorted(set(m.mrl_dims))),
+    )  # fmt: skip
     check_remote_code(spec, raw.where("revision"))
     if spec.role_field and any(spec.prompts.values()):
         raise InputError(f"{raw.where('role_field')}: give the role as prompts or as a request field, not both")
-    if spec.similarity != "cosine":
-        raise InputError(f"{raw.where('similarity')}: only cosine similarity is supported")
     return spec
 
 
-def _mrl_dims(raw: LineDict, dim: int) -> tuple[int, ...]:
-    dims = typed(raw, "mrl_dims", list, [])
-    for d in dims:
-        if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= dim:
-            raise InputError(f"{raw.where('mrl_dims')}: mrl_dims must be integers in 1..{dim}, got {d!r}")
-    return tuple(sorted(set(dims)))
-
-
-def _role_values(raw: LineDict) -> dict[str, str]:
-    values = require_mapping(raw.get("role_values", {}) or {}, raw.where("role_values"))
-    check_keys(values, [r.value for r in Role])
-    return {k: typed(values, k, str) for k in values}
+def _roles(texts) -> dict[str, str]:
+    return {role: text for role, text in texts.model_dump().items() if text is not None}
 
 
 def model_registry(tasks_dir: Path | None = None) -> Registry[ModelSpec]:
     """Every model declared in ``tasks_dir/models.yaml``."""
     path = (tasks_dir or default_tasks_dir()) / "models.yaml"
     raw = require_mapping(load_yaml(path), str(path))
-    check_keys(raw, ["models"], required=["models"])
+    if set(raw) != {"models"}:
+        extra = sorted(str(k) for k in set(raw) - {"models"})
+        raise InputError(f"{raw.where(extra[0]) if extra else raw.where()}: "
+                         f"{'unknown key ' + repr(extra[0]) if extra else 'missing required key ' + repr('models')}")  # fmt: skip
     models = require_mapping(raw["models"], raw.where("models"))
     registry: Registry[ModelSpec] = Registry("model")
     for key in models:

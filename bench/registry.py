@@ -19,6 +19,9 @@ class Registry(Generic[T]):
     def add(self, name: str, item: T) -> T:
         if name in self._items:
             raise InputError(f"{self.kind} {name!r} is defined twice")
+        clash = next((n for n in self._items if n.casefold() == name.casefold()), None)
+        if clash is not None:  # their files would be one file on a case-insensitive file system
+            raise InputError(f"{self.kind} names {clash!r} and {name!r} differ only in case; rename one")
         self._items[name] = item
         return item
 

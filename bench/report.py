@@ -9,10 +9,17 @@ import pandas as pd
 from bench import results
 from bench.cache import atomic_write_bytes
 from bench.cells import GROUP_KEYS
+from bench.names import file_stem
 from bench.types import Precision
 
 GROUP = list(GROUP_KEYS)
 PRECISION_ORDER = [p.value for p in Precision]
+
+
+def group_stem(key: dict) -> str:
+    """The file-name stem of a group's plots: names joined as they are when plain, otherwise made
+    safe with a digest (``bench.names.file_stem``), so no name can place a plot outside ``plots/``."""
+    return file_stem(*(key[k] for k in GROUP))
 
 
 def groups(rows: pd.DataFrame):
@@ -82,7 +89,7 @@ def plot_group(frame: pd.DataFrame, key: dict, out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stem = "__".join(str(key[k]) for k in GROUP)
+    stem = group_stem(key)
     title = f"{key['model']} on {key['task']} ({key['backend']})"
     paths = []
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -200,7 +207,7 @@ def plot_search_pareto(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set_xscale("log")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        paths.append(save_figure(fig, out_dir / f"{'__'.join(str(key[k]) for k in GROUP)}__ndcg_vs_search_qps.png"))
+        paths.append(save_figure(fig, out_dir / f"{group_stem(key)}__ndcg_vs_search_qps.png"))
     return paths
 
 
@@ -229,7 +236,7 @@ def plot_intervals(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
                title=f"{key['model']} on {key['task']} ({key['backend']})")  # fmt: skip
         ax.legend(fontsize=7, ncol=3)
         ax.grid(axis="y", alpha=0.3)
-        paths.append(save_figure(fig, out_dir / f"{'__'.join(str(key[k]) for k in GROUP)}__ci.png"))
+        paths.append(save_figure(fig, out_dir / f"{group_stem(key)}__ci.png"))
     return paths
 
 

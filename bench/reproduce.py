@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +23,10 @@ from bench.errors import BenchError, InputError
 from bench.models import model_registry
 from bench.paths import default_tasks_dir
 from bench.tasks import task_registry
-from bench.yamlio import check_keys, load_yaml, require_mapping, typed
+from bench.schemas import SuiteSchema, validated
+from bench.yamlio import load_yaml, require_mapping
 
 log = logging.getLogger(__name__)
-SUITE_KEYS = ("name", "model", "reference", "reference_model", "precision", "backend", "tolerance", "tasks")
 REFERENCE_COLUMNS = ("model", "task", "split", "subset", "main_score")
 
 
@@ -63,10 +64,13 @@ def read_reference(path: Path, model: str, tasks: list[str] | None) -> list[dict
         if missing:
             raise InputError(f"{path}:1: reference is missing columns {missing}")
         for row in reader:
+            text = row["main_score"]
             try:
-                row["main_score"] = float(row["main_score"])
-            except ValueError:
-                raise InputError(f"{path}:{reader.line_num}: main_score {row['main_score']!r} is not a number") from None
+                row["main_score"] = float(text)
+            except (TypeError, ValueError):
+                row["main_score"] = float("nan")
+            if not math.isfinite(row["main_score"]):
+                raise InputError(f"{path}:{reader.line_num}: main_score {text!r} is not a finite number")
             if row["model"] == model and (not tasks or row["task"] in tasks):
                 rows.append(row)
     if not rows:
@@ -84,15 +88,13 @@ def load_suite(name_or_path: str, tasks_dir: Path | None = None) -> dict:
 
             raise unknown("suite", name_or_path, [p.stem for p in suites.glob("*.yaml")])
     raw = require_mapping(load_yaml(path), str(path))
-    check_keys(raw, SUITE_KEYS, required=("model", "reference", "reference_model", "precision"))
+    suite = validated(SuiteSchema, raw, str(path))
     return {
-        "name": typed(raw, "name", str, path.stem), "model": typed(raw, "model", str),
-        "reference": (path.parent / typed(raw, "reference", str)).resolve(),
-        "reference_model": typed(raw, "reference_model", str),
-        "precision": parse_precision(typed(raw, "precision", str), raw.where("precision")),
-        "backend": parse_backend(typed(raw, "backend", (str, dict), "torch"), raw.where("backend")),
-        "tolerance": float(typed(raw, "tolerance", (int, float), 0.005)),
-        "tasks": list(typed(raw, "tasks", list, [])),
+        "name": suite.name or path.stem, "model": suite.model,
+        "reference": (path.parent / suite.reference).resolve(), "reference_model": suite.reference_model,
+        "precision": parse_precision(suite.precision, raw.where("precision")),
+        "backend": parse_backend(suite.backend, raw.where("backend")),
+        "tolerance": suite.tolerance, "tasks": list(suite.tasks),
     }  # fmt: skip
 
 

@@ -51,12 +51,35 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file; anything else (missing, not JSON, not an object) is an input error."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a JSON file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_frame(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A Parquet table that must hold ``columns``; a missing, truncated or foreign file is an input error."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged file
+        raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing columns {missing}")
+    return frame
 
 
 def write_frame(path: Path, frame: pd.DataFrame) -> None:
@@ -81,20 +104,40 @@ def check_schema(manifest: Mapping[str, Any], where: Path) -> None:
         )
 
 
+# Columns every reader of rows.parquet relies on.
+ROW_COLUMNS = ("model", "task", "backend", "dim", "precision", "main_score", "main_score_name", "retention",
+               "bytes_per_vector", "ndcg_at_10")  # fmt: skip
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """A run's manifest, checked against ``bench.schemas.ManifestSchema``."""
+    from bench.schemas import ManifestSchema, validated
+
+    path = Path(run_dir) / MANIFEST
+    manifest = read_json(path)
+    check_schema(manifest, path)
+    validated(ManifestSchema, manifest, str(path))
+    return manifest
+
+
 def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """Manifest and rows of a finished run."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: run directory not found")
-    manifest = read_json(run_dir / MANIFEST)
-    check_schema(manifest, run_dir / MANIFEST)
+    manifest = read_manifest(run_dir)
     if not (run_dir / ROWS).is_file():
         raise InputError(f"{run_dir / ROWS}: file not found (the run did not finish)")
-    return manifest, pd.read_parquet(run_dir / ROWS)
+    rows = read_frame(run_dir / ROWS, ROW_COLUMNS)
+    if rows.empty:
+        raise InputError(f"{run_dir / ROWS}: holds no rows")
+    return manifest, rows
 
 
 def read_per_query(run_dir: Path) -> pd.DataFrame:
-    path = Path(run_dir) / PER_QUERY
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    return pd.read_parquet(path)
+    return read_frame(Path(run_dir) / PER_QUERY, ("model", "task", "backend", "dim", "precision", "query_id"))
+
+
+def read_intervals(run_dir: Path) -> pd.DataFrame:
+    return read_frame(Path(run_dir) / INTERVALS, ("model", "task", "backend", "dim", "precision", "metric",
+                                                   "ci_low", "ci_high"))  # fmt: skip

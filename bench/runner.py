@@ -15,7 +15,8 @@ from bench.executors import EXECUTORS
 from bench.frames import write_results
 from bench.manifest import write_manifest
 from bench.planning import Plan, plan
-from bench.rundir import discard_if_empty, lock_run_dir, open_run_dir
+from bench.results import MANIFEST
+from bench.rundir import discard_if_empty, open_run_dir
 from bench.types import SweepConfig
 
 log = logging.getLogger(__name__)
@@ -41,20 +42,20 @@ def run(
 ) -> Path:
     """Run a whole sweep and write its results; returns the run directory."""
     the_plan = plan(config, tasks_dir)
-    run_dir = open_run_dir(config, run_id)
-    lock = lock_run_dir(run_dir)
-    _seed(config.seed)
-    started = datetime.now(timezone.utc)
-    write_manifest(the_plan, run_dir, started, finished=None)
+    run = open_run_dir(config, run_id)
     try:
-        records = EXECUTORS[config.executor](the_plan, run_dir, encoder_factory)
+        _seed(config.seed)
+        started = datetime.now(timezone.utc)
+        write_manifest(the_plan, run.path, started, finished=None)
+        run.record(run.path / MANIFEST) if run.made_here else None
+        records = EXECUTORS[config.executor](the_plan, run.path, encoder_factory)
     except BaseException:
-        lock.close()
-        discard_if_empty(run_dir)
+        run.release()
+        discard_if_empty(run)
         raise
     try:
-        write_results(records, run_dir, config)
-        write_manifest(the_plan, run_dir, started, finished=datetime.now(timezone.utc))
+        write_results(records, run.path, config)
+        write_manifest(the_plan, run.path, started, finished=datetime.now(timezone.utc))
     finally:
-        lock.close()
-    return run_dir
+        run.release()
+    return run.path

@@ -16,6 +16,7 @@ import numpy as np
 
 from bench import transforms as tf
 from bench.cache import TMP_SUFFIX
+from bench.errors import StorageError
 from bench.types import Precision
 
 CHUNK_ROWS = 65536
@@ -26,12 +27,33 @@ def chunks(n: int, size: int = CHUNK_ROWS) -> Iterator[tuple[int, int]]:
         yield start, min(start + size, n)
 
 
+def open_matrix(tmp: Path, shape: tuple[int, int], dtype) -> np.memmap:
+    """A new ``.npy`` file mapped for writing, its blocks allocated on disk first.
+
+    A plain memory map over a sparse file meets a full disk only when a page is written back, as a
+    SIGBUS that kills the process; allocating every block up front turns that into an ordinary
+    ``StorageError`` here, before any work is done."""
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    size = os.path.getsize(tmp)
+    try:
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, size)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        del out
+        Path(tmp).unlink(missing_ok=True)
+        raise StorageError(f"{tmp.parent}: cannot allocate {size:,} bytes for a matrix ({exc.strerror or exc})") from None
+    return out
+
+
 def write_matrix(path: Path, shape: tuple[int, int], dtype, fill: Callable[[int, int], np.ndarray]) -> np.memmap:
     """Create ``path`` (.npy) by calling ``fill(start, stop)`` for each chunk of rows; atomic."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.pid{os.getpid()}{TMP_SUFFIX}")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+    out = open_matrix(tmp, shape, dtype)
     for start, stop in chunks(shape[0]):
         out[start:stop] = fill(start, stop)
     out.flush()

@@ -15,12 +15,9 @@ from bench.errors import InputError, unknown
 from bench.paths import default_tasks_dir
 from bench.registry import Registry
 from bench.types import TaskData, TaskSpec
-from bench.yamlio import check_keys, load_yaml, require_mapping, typed
-
-TASK_KEYS = (
-    "name", "type", "source", "path", "split", "subset", "main_score", "ignore_identical_ids",
-    "revision", "license", "description", "reference",
-)  # fmt: skip
+from bench.metrics import QUALITY_METRICS
+from bench.schemas import TaskSchema, task_ref, validated
+from bench.yamlio import load_yaml, require_mapping
 
 # source name -> "module:function" returning TaskData for a TaskSpec
 LOADERS: Registry[str] = Registry("task source")
@@ -35,28 +32,20 @@ def loader(source: str) -> Callable[[TaskSpec], TaskData]:
 
 
 def read_task_spec(path: Path) -> TaskSpec:
-    """Parse and validate one task YAML file."""
+    """Parse and validate one task YAML file (``bench.schemas.TaskSchema``)."""
     raw = require_mapping(load_yaml(path), str(path))
-    check_keys(raw, TASK_KEYS, required=("name", "source"))
-    if typed(raw, "type", str, "retrieval") != "retrieval":
-        raise InputError(f"{raw.where('type')}: only type 'retrieval' is supported")
-    source = typed(raw, "source", str)
-    if source not in LOADERS:
-        raise InputError(f"{raw.where('source')}: {unknown('task source', source, LOADERS)}")
+    checked = validated(TaskSchema, raw, str(path))
+    if checked.source not in LOADERS:
+        raise InputError(f"{raw.where('source')}: {unknown('task source', checked.source, LOADERS)}")
+    if checked.main_score not in QUALITY_METRICS:
+        raise InputError(f"{raw.where('main_score')}: {unknown('metric', checked.main_score, QUALITY_METRICS)}")
     return TaskSpec(
-        name=typed(raw, "name", str),
-        source=source,
-        path=(path.parent / typed(raw, "path", str, ".")).resolve(),
-        split=typed(raw, "split", str, "test"),
-        subset=typed(raw, "subset", str, "default"),
-        main_score=typed(raw, "main_score", str, "ndcg_at_10"),
-        ignore_identical_ids=typed(raw, "ignore_identical_ids", bool, False),
-        revision=str(typed(raw, "revision", (str, int), "")),
-        license=typed(raw, "license", str, ""),
-        description=typed(raw, "description", str, "").strip(),
-        reference=typed(raw, "reference", str, ""),
+        name=checked.name, source=checked.source, path=(path.parent / checked.path).resolve(),
+        split=checked.split, subset=checked.subset, main_score=checked.main_score,
+        ignore_identical_ids=checked.ignore_identical_ids, revision=str(checked.revision),
+        license=checked.license, description=checked.description.strip(), reference=checked.reference,
         defined_in=str(path),
-    )
+    )  # fmt: skip
 
 
 class TaskRegistry(Registry[TaskSpec]):
@@ -64,7 +53,11 @@ class TaskRegistry(Registry[TaskSpec]):
     (default subset ``default``, split ``test``)."""
 
     def get(self, name: str) -> TaskSpec:
-        if name.startswith("mteb:") and len(name) > 5:
+        if name.startswith("mteb:"):
+            try:
+                task_ref(name)  # each part a valid name
+            except ValueError as exc:
+                raise InputError(f"task {name!r}: {exc}") from None
             rest, _, split = name[5:].partition("@")
             task, _, subset = rest.partition("/")
             return TaskSpec(name=task, source="mteb", path=Path("."), split=split or "test",

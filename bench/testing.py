@@ -37,6 +37,9 @@ class KeywordEncoder:
     def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(len(_WORD.findall(t)) for t in texts)
 
+    def close(self) -> None:
+        """Nothing runs in the background."""
+
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         out = np.zeros((len(texts), len(self.keywords)), dtype=np.float32)
         for row, text in enumerate(texts):
@@ -89,9 +92,13 @@ class FakeEmbeddingServer:
     protocols over ``HashingEncoder`` vectors, with faults injected on demand.
 
     ``faults`` is consumed one entry per request: ``"429"`` (with Retry-After), ``"500"``,
-    ``"slow"`` (sleeps ``slow_seconds``), ``"malformed"``, ``"wrong_dim"``, ``"nan"``, ``"fewer"``,
-    or ``None`` for a normal answer. ``requests`` records every request body received (and
-    ``headers`` every request's headers).
+    ``"slow"`` (sleeps ``slow_seconds``, then answers), ``"malformed"``, ``"wrong_dim"``, ``"nan"``,
+    ``"fewer"``, ``"dup_index"`` (two items claim index 0), ``"echo:<status>"`` (an error whose
+    body and headers repeat the request's Authorization value, as careless APIs do),
+    ``"redirect"`` (a 307 to a URL carrying the key), ``"trickle"`` (a byte every
+    ``slow_seconds / 10``, never finishing), ``"huge"`` (declares and streams a 400 MB body),
+    or ``None`` for a normal answer. ``requests`` records every request body received,
+    ``headers`` every request's headers and ``arrivals`` the ``time.monotonic()`` of each.
     """
 
     def __init__(self, dim: int = 32, faults: Sequence[str | None] = (), slow_seconds: float = 2.0) -> None:
@@ -103,6 +110,7 @@ class FakeEmbeddingServer:
         self.slow_seconds = slow_seconds
         self.requests: list[dict] = []
         self.headers: list[dict] = []
+        self.arrivals: list[float] = []
         self._lock = threading.Lock()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.port = self.httpd.server_address[1]
@@ -123,6 +131,7 @@ class FakeEmbeddingServer:
         with self._lock:
             self.requests.append(body)
             self.headers.append(headers)
+            self.arrivals.append(time.monotonic())
             return self.faults.pop(0) if self.faults else None
 
     def _answer(self, path: str, body: dict, fault: str | None) -> tuple[int, dict, bytes]:
@@ -137,12 +146,21 @@ class FakeEmbeddingServer:
             vectors = vectors[:-1]
         rows = [[None if v != v else float(v) for v in row] for row in vectors]
         if path.endswith("/embeddings"):
+            indexes = [0, *range(len(rows) - 1)] if fault == "dup_index" else list(range(len(rows)))
             payload = {"object": "list", "model": body.get("model"),
-                       "data": [{"object": "embedding", "index": i, "embedding": r} for i, r in enumerate(rows)]}
+                       "data": [{"object": "embedding", "index": i, "embedding": r} for i, r in zip(indexes, rows)]}
         else:
             payload = rows
         text = json.dumps(payload).replace("null", "NaN")
         return 200, {}, (text[: len(text) // 2] if fault == "malformed" else text).encode()
+
+    def _echo(self, fault: str, authorization: str) -> tuple[int, dict, bytes]:
+        key = authorization.removeprefix("Bearer ")
+        body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}", "key": key}}).encode()
+        headers = {"X-Echo-Key": key, "WWW-Authenticate": f'Bearer realm="{key}"', "Retry-After": "0.01"}
+        if fault == "redirect":
+            return 307, {**headers, "Location": f"{self.url()}?api_key={key}"}, body
+        return int(fault.split(":")[1]), headers, body
 
     def _handler(self):
         server = self
@@ -157,8 +175,12 @@ class FakeEmbeddingServer:
                 fault = server._next_fault(body, dict(self.headers))
                 if fault == "slow":
                     time.sleep(server.slow_seconds)
+                if fault in ("trickle", "huge"):
+                    return self._stream_forever(fault)
                 if fault in ("429", "500"):
                     status, headers, data = int(fault), {"Retry-After": "0.05"} if fault == "429" else {}, b"{}"
+                elif fault and (fault.startswith("echo:") or fault == "redirect"):
+                    status, headers, data = server._echo(fault, self.headers.get("Authorization", ""))
                 else:
                     status, headers, data = server._answer(self.path, body, fault)
                 self.send_response(status)
@@ -168,6 +190,21 @@ class FakeEmbeddingServer:
                 self.end_headers()
                 try:
                     self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def _stream_forever(self, fault: str) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(400 * 2**20))
+                self.end_headers()
+                block = b" " if fault == "trickle" else b" " * 2**20
+                try:
+                    for _ in range(100_000):
+                        self.wfile.write(block)
+                        self.wfile.flush()
+                        if fault == "trickle":
+                            time.sleep(server.slow_seconds / 10)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 

@@ -157,6 +157,7 @@ class Cell:
 
     @property
     def key(self) -> str:
-        """A file-name-safe identifier of the cell."""
-        raw = f"{self.model}__{self.task}__{self.backend}__{self.dim}__{self.precision.value}"
-        return "".join(c if c.isalnum() or c in "._-" else "_" for c in raw)
+        """A file-name-safe identifier of the cell, different for every different cell."""
+        from bench.names import file_stem
+
+        return file_stem(self.model, self.task, self.backend, self.dim, self.precision.value)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import yaml
 
-from bench.errors import InputError, did_you_mean
+from bench.errors import InputError
 
 
 class LineDict(dict):
@@ -36,6 +36,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
+        if not isinstance(key, str):  # lists, mappings, numbers, yes/no: never a key bench knows
+            raise InputError(f"{loader.name}:{line}: a key must be text, got {type(key).__name__} {key!r:.40}")
         if key in out:
             raise InputError(f"{loader.name}:{line}: duplicate key {key!r}")
         out[key] = loader.construct_object(value_node, deep=True)
@@ -44,6 +46,28 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+# A configuration has hundreds of values; aliases that repeat aliases can make a few lines stand
+# for billions (a "billion laughs" file), so the expanded size is bounded before construction.
+MAX_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many values ``node`` stands for once every alias is expanded (shared nodes counted
+    each time they are used); computed once per node, so the check itself stays cheap."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = MAX_NODES + 1  # a node reached again while being sized is a cycle: too big
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[key] = min(size, MAX_NODES + 1)
+    return memo[key]
 
 
 def load_yaml(path: Path) -> Any:
@@ -57,7 +81,11 @@ def load_yaml(path: Path) -> Any:
     loader = _Loader(text)
     loader.name = str(path)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_NODES:
+            raise InputError(f"{path}: the YAML expands to more than {MAX_NODES:,} values (aliases "
+                             "repeating aliases?); refusing to read it")  # fmt: skip
+        return loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -77,31 +105,3 @@ def _as_linedict(value: Mapping, where: str) -> LineDict:
     out = LineDict(value)
     out.source, out.line, out.key_lines = where, 0, {}
     return out
-
-
-def check_keys(mapping: LineDict, allowed: Iterable[str], required: Iterable[str] = ()) -> None:
-    """Reject unknown keys (with did-you-mean) and missing required keys."""
-    allowed = list(allowed)
-    for key in mapping:
-        if key not in allowed:
-            hint = did_you_mean(str(key), allowed)
-            raise InputError(f"{mapping.where(key)}: unknown key {key!r}{hint}")
-    for key in required:
-        if key not in mapping:
-            raise InputError(f"{mapping.where()}: missing required key {key!r}")
-
-
-def typed(mapping: LineDict, key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-    """Read ``mapping[key]`` and check its type (bool is not accepted as int)."""
-    if key not in mapping:
-        return default
-    value = mapping[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        ok = False
-    else:
-        ok = isinstance(value, kinds)
-    if not ok:
-        names = "/".join(k.__name__ for k in kinds)
-        raise InputError(f"{mapping.where(key)}: {key} must be {names}, got {value!r}")
-    return value

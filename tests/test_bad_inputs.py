@@ -1,94 +1,385 @@
-"""The catalogue of bad inputs: each gets one clear line naming the file and line or the value,
-its documented exit code, and leaves finished results intact."""
+"""The catalogue of bad inputs. Each case gets one line naming the file and line, the flag or the
+offending value, its documented exit code, and leaves everything as it was: the finished run in
+the same output folder, sentinel files around it and the embedding cache are byte for byte
+intact, and no run folder is left behind."""
 
 from __future__ import annotations
 
 import errno
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.cli import main
-from bench.testing import HashingEncoder
+from bench.testing import HashingEncoder, write_beir_task, write_models
+from tests.conftest import TOY_MODEL
+
+# --------------------------------------------------------------------------- the world around a run
 
 
-def _task(tasks_dir, name):
-    return tasks_dir / "data" / "Toy" / name
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A finished run in results/, sentinel files beside it, above it and in the cache (made once)."""
+    from tests.conftest import TOY_CORPUS, TOY_QRELS, TOY_QUERIES
 
-
-def _append(path, text):
-    path.write_bytes(path.read_bytes() + text)
-
-
-def _replace_line(path, index, text: bytes):
-    lines = path.read_bytes().splitlines(keepends=True)
-    lines[index] = text
-    path.write_bytes(b"".join(lines))
-
-
-CASES = {
-    "malformed JSON line": (lambda t, s: _replace_line(_task(t, "corpus.jsonl"), 1, b'{"_id": "d2", "text": }\n'),
-                            2, "corpus.jsonl:2: malformed JSON"),
-    "invalid UTF-8": (lambda t, s: _replace_line(_task(t, "queries.jsonl"), 2, b'{"_id": "q3", "text": "bad \xff"}\n'),
-                      2, "queries.jsonl:3: not valid UTF-8"),
-    "empty document text": (lambda t, s: _append(_task(t, "corpus.jsonl"), b'{"_id": "d9", "title": "", "text": " "}\n'),
-                            2, "corpus.jsonl:7: empty text for id 'd9'"),
-    "empty query text": (lambda t, s: _append(_task(t, "queries.jsonl"), b'{"_id": "q9", "text": ""}\n'),
-                         2, "queries.jsonl:5: empty text for id 'q9'"),
-    "duplicate id": (lambda t, s: _append(_task(t, "queries.jsonl"), b'{"_id": "q1", "text": "again"}\n'),
-                     2, "queries.jsonl:5: duplicate id 'q1'"),
-    "qrels naming an unknown query": (lambda t, s: _append(_task(t, "qrels/test.tsv"), b"q99\td1\t1\n"),
-                                      2, "test.tsv:8: query id 'q99' is not in queries.jsonl"),
-    "qrels naming an unknown document": (lambda t, s: _append(_task(t, "qrels/test.tsv"), b"q1\td99\t1\n"),
-                                         2, "test.tsv:8: document id 'd99' is not in corpus.jsonl"),
-    "non-integer relevance": (lambda t, s: _append(_task(t, "qrels/test.tsv"), b"q1\td2\t0.5\n"),
-                              2, "test.tsv:8: relevance must be an integer, got '0.5'"),
-    "negative relevance": (lambda t, s: _append(_task(t, "qrels/test.tsv"), b"q1\td2\t-1\n"),
-                           2, "test.tsv:8: relevance must not be negative, got -1"),
-    "no judged queries": (lambda t, s: _task(t, "qrels/test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t0\n"),
-                          2, "task Toy: split 'test' has no judged queries"),
-    "missing split": (lambda t, s: (t / "retrieval" / "Toy.yaml").write_text(
-        (t / "retrieval" / "Toy.yaml").read_text().replace("split: test", "split: dev")), 2, "dev.tsv: file not found"),
-    "YAML key typo": (lambda t, s: s.write_text(s.read_text() + "rescore_multipler: 2\n"),
-                      2, "unknown key 'rescore_multipler' (did you mean 'rescore_multiplier'?)"),
-    "YAML value typo": (lambda t, s: s.write_text(s.read_text().replace("binary-rescore]", "binary-rescor]")),
-                        2, "unknown precision 'binary-rescor' (did you mean 'binary-rescore'"),
-    "unknown model": (lambda t, s: s.write_text(s.read_text().replace("models: [toy]", "models: [tiy]")),
-                      2, "unknown model 'tiy' (did you mean 'toy'?)"),
-    "unknown backend": (lambda t, s: s.write_text(s.read_text().replace("[hashing]", "[hashnig]")),
-                        2, "unknown backend 'hashnig' (did you mean 'hashing'?)"),
-    "dimension above the model's": (lambda t, s: s.write_text(s.read_text().replace("[32, 16, 8]", "[33]")),
-                                    2, "dimension 33 is outside 1..32 for model toy"),
-    "dimension below 1": (lambda t, s: s.write_text(s.read_text().replace("[32, 16, 8]", "[0]")),
-                          2, "dimension 0 is outside 1..32 for model toy"),
-    "missing task file": (lambda t, s: _task(t, "corpus.jsonl").unlink(), 2, "corpus.jsonl: file not found"),
-}  # fmt: skip
+    root = tmp_path_factory.mktemp("world")
+    tasks = root / "tasks"
+    write_beir_task(tasks, "Toy", TOY_CORPUS, TOY_QUERIES, TOY_QRELS)
+    write_models(tasks, {"toy": TOY_MODEL})
+    (root / "sweep.yaml").write_text(
+        "name: toy\nmodels: [toy]\ntasks: [Toy]\nbackends: [hashing]\n"
+        "dims: [32, 16, 8]\nprecisions: [float32, float16, int8, int8-tanh, binary, binary-rescore]\n"
+        f"top_k: 10\noutput_dir: {root / 'results'}\ncache_dir: {root / 'cache'}\nbootstrap_resamples: 50\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    assert main(["run", str(root / "sweep.yaml"), "--tasks-dir", str(tasks), "--run-id", "done"]) == 0
+    for place in (root, root / "results", root / "cache", root / "results" / "done"):
+        (place / "sentinel.txt").write_text(f"keep me: {place.name}")
+    return root
 
 
 @pytest.fixture
-def finished(toy_sweep, toy_tasks_dir, tmp_path, capsys):
-    """A finished run in the results folder, to show bad input never touches it."""
-    assert main(["run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir), "--run-id", "done"]) == 0
+def world(template, tmp_path, capsys):
+    """A copy of the template world in this test's own folder."""
+    import shutil
+
     capsys.readouterr()
-    folder = tmp_path / "results" / "done"
-    return folder, {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".lock"}
+    root = tmp_path / "w"
+    shutil.copytree(template, root, symlinks=True)
+    sweep = root / "sweep.yaml"
+    sweep.write_text(sweep.read_text().replace(str(template), str(root)))
+    return {"tmp": root, "tasks": root / "tasks", "sweep": sweep, "before": _snapshot(root, root / "tasks")}
 
 
-def _intact(finished) -> bool:
-    folder, before = finished
-    after = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".lock"}
-    return after == before and sorted(p.name for p in folder.parent.iterdir()) == ["done"]
+def _snapshot(tmp_path: Path, tasks_dir: Path) -> dict:
+    """Every file and folder under the test's folder (task files excepted: cases damage them)."""
+    out = {}
+    for path in sorted(tmp_path.rglob("*")):
+        if tasks_dir in path.parents or path == tasks_dir or path.name.startswith("sweep"):
+            continue
+        out[str(path.relative_to(tmp_path))] = path.read_bytes() if path.is_file() else "dir"
+    return out
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_bad_input(case, toy_sweep, toy_tasks_dir, finished, capsys):
-    damage, code, message = CASES[case]
-    damage(toy_tasks_dir, toy_sweep)
-    assert main(["run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir)]) == code
+def _intact(world) -> None:
+    after = _snapshot(world["tmp"], world["tasks"])
+    assert sorted(after) == sorted(world["before"]), set(after) ^ set(world["before"])
+    assert after == world["before"]
+
+
+def _one_line(err: str, message: str, code: int, expected: int) -> None:
+    assert code == expected, err
+    assert err.startswith("bench: error: ") and err.count("\n") == 1, err
+    assert message in err, err
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def _sweep(w, old: str, new: str) -> list[str]:
+    _edit(w["sweep"], old, new)
+    return []
+
+
+def _append_sweep(w, text: str) -> list[str]:
+    w["sweep"].write_text(w["sweep"].read_text() + text, encoding="utf-8")
+    return []
+
+
+def _data(w, name: str) -> Path:
+    return w["tasks"] / "data" / "Toy" / name
+
+
+def _append(path: Path, data: bytes) -> list[str]:
+    path.write_bytes(path.read_bytes() + data)
+    return []
+
+
+def _replace_line(path: Path, index: int, data: bytes) -> list[str]:
+    lines = path.read_bytes().splitlines(keepends=True)
+    lines[index] = data
+    path.write_bytes(b"".join(lines))
+    return []
+
+
+def _task_yaml(w, old: str, new: str) -> list[str]:
+    _edit(w["tasks"] / "retrieval" / "Toy.yaml", old, new)
+    return []
+
+
+def _models(w, **changes) -> list[str]:
+    write_models(w["tasks"], {"toy": {**TOY_MODEL, **changes}})
+    return []
+
+
+def _http(w, **options) -> list[str]:
+    spec = {"kind": "http", "name": "remote", "url": "http://127.0.0.1:9/v1/embeddings", **options}
+    _edit(w["sweep"], "backends: [hashing]", f"backends: [{json.dumps(spec)}]")
+    return []
+
+
+BOMB = "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9) if p else ', '.join(['lol'] * 9)}]\n"
+               for p, c in zip(["", "a", "b", "c", "d", "e", "f", "g"], "abcdefgh"))  # fmt: skip
+
+# name -> (damage(world) -> extra argv, exit code, message)
+RUN_CASES = {
+    # sweep YAML
+    "key typo": (lambda w: _append_sweep(w, "rescore_multipler: 2\n"), 2,
+                 "unknown key 'rescore_multipler' (did you mean 'rescore_multiplier'?)"),
+    "precision typo": (lambda w: _sweep(w, "binary-rescore]", "binary-rescor]"), 2,
+                       "unknown precision 'binary-rescor' (did you mean 'binary-rescore'"),
+    "unknown model": (lambda w: _sweep(w, "models: [toy]", "models: [tiy]"), 2, "unknown model 'tiy' (did you mean 'toy'?)"),
+    "unknown backend": (lambda w: _sweep(w, "[hashing]", "[hashnig]"), 2, "unknown backend 'hashnig' (did you mean 'hashing'?)"),
+    "dimension above the model's": (lambda w: _sweep(w, "[32, 16, 8]", "[33]"), 2, "dimension 33 is outside 1..32 for model toy"),
+    "dimension 0": (lambda w: _sweep(w, "[32, 16, 8]", "[0]"), 2, "sweep.yaml:5: dims[0] must be at least 1, got 0"),
+    "dimension not a number": (lambda w: _sweep(w, "[32, 16, 8]", "[32, x]"), 2, "dims[1]: input should be a valid integer, got 'x'"),
+    "duplicate dimensions": (lambda w: _sweep(w, "[32, 16, 8]", "[16, 16]"), 2, "dims: has duplicates: [16]"),
+    "no dimensions": (lambda w: _sweep(w, "[32, 16, 8]", "[]"), 2, "dims must not be empty"),
+    "no models": (lambda w: _sweep(w, "models: [toy]", "models: []"), 2, "models must not be empty"),
+    "negative seed": (lambda w: _append_sweep(w, "seed: -1\n"), 2, "seed must be at least 0, got -1"),
+    "seed as text": (lambda w: _append_sweep(w, "seed: abc\n"), 2, "seed: input should be a valid integer, got 'abc'"),
+    "batch size 0": (lambda w: _append_sweep(w, "batch_size: 0\n"), 2, "batch_size must be at least 1, got 0"),
+    "batch size true": (lambda w: _append_sweep(w, "batch_size: true\n"), 2, "batch_size: input should be a valid integer, got True"),
+    "top_k 0": (lambda w: _sweep(w, "top_k: 10", "top_k: 0"), 2, "top_k must be at least 1, got 0"),
+    "limit 0": (lambda w: _append_sweep(w, "limit: 0\n"), 2, "limit must be at least 1, got 0"),
+    "bootstrap 0": (lambda w: _sweep(w, "bootstrap_resamples: 50", "bootstrap_resamples: 0"), 2,
+                    "bootstrap_resamples must be at least 1"),
+    "measure as text": (lambda w: _append_sweep(w, "measure: 'yes'\n"), 2, "measure: input should be a valid boolean, got 'yes'"),
+    "unknown executor": (lambda w: _append_sweep(w, "executor: gpu\n"), 2, "executor: input should be 'local' or 'dask', got 'gpu'"),
+    "dask without scheduler": (lambda w: _append_sweep(w, "executor: dask\n"), 2, "executor dask needs a scheduler address"),
+    "unhashable key": (lambda w: _append_sweep(w, "[1, 2]: x\n"), 2, "a key must be text, got list [1, 2]"),
+    "number as key": (lambda w: _append_sweep(w, "384: x\n"), 2, "a key must be text, got int 384"),
+    "YAML alias bomb": (lambda w: w["sweep"].write_text(BOMB), 2, "the YAML expands to more than 100,000 values"),
+    "invalid YAML": (lambda w: _append_sweep(w, "dims: [32\n"), 2, "invalid YAML"),
+    "a list, not a mapping": (lambda w: w["sweep"].write_text("- models\n- tasks\n"), 2, "expected a mapping, got list"),
+    "duplicate key": (lambda w: _append_sweep(w, "top_k: 5\n"), 2, "duplicate key 'top_k'"),
+    "NUL in the sweep name": (lambda w: _sweep(w, "name: toy", 'name: "a\\0b"'), 2, "name: must not contain a NUL character"),
+    "300-character task name": (lambda w: _sweep(w, "tasks: [Toy]", f"tasks: [{'T' * 300}]"), 2, "is not a valid name"),
+    "model name with a path": (lambda w: _sweep(w, "models: [toy]", "models: ['../toy']"), 2,
+                               "models[0]: '../toy' is not a valid name"),
+    "empty output folder": (lambda w: _sweep(w, f"output_dir: {w['tmp'] / 'results'}", "output_dir: ''"), 2,
+                            "output_dir must not be empty"),
+    "invalid UTF-8 in the sweep": (lambda w: w["sweep"].write_bytes(w["sweep"].read_bytes() + b"name: \xff\n"), 2, "not valid UTF-8"),
+    "precision as a number": (lambda w: _sweep(w, "precisions: [float32, float16, int8, int8-tanh, binary, binary-rescore]",
+                                               "precisions: 5"), 2, "precisions[0]: input should be a valid string, got 5"),
+    "mteb task with a bad subset": (lambda w: _sweep(w, "tasks: [Toy]", "tasks: ['mteb:ArguAna/../x']"), 2,
+                                    "is not a valid name"),
+    # command-line flags
+    "--dims empty": (lambda w: ["--dims", ""], 2, "--dims: dims must not be empty"),
+    "--models empty": (lambda w: ["--models", ""], 2, "--models: models must not be empty"),
+    "--dims not integers": (lambda w: ["--dims", "64,x"], 2, "argument --dims: expected comma-separated integers, got '64,x'"),
+    "--dims with underscores": (lambda w: ["--dims", "1_6"], 2, "expected comma-separated integers, got '1_6'"),
+    "--dims with other digits": (lambda w: ["--dims", "\u0663\u0662"], 2, "expected comma-separated integers"),
+    "--dims with an empty item": (lambda w: ["--dims", "16,,8"], 2, "expected comma-separated integers"),
+    "--run-id empty": (lambda w: ["--run-id", ""], 2, "run id '' is not a valid name"),
+    "--run-id ..": (lambda w: ["--run-id", ".."], 2, "run id '..' is not a valid name"),
+    "--run-id .": (lambda w: ["--run-id", "."], 2, "run id '.' is not a valid name"),
+    "--run-id absolute": (lambda w: ["--run-id", str(w["tmp"])], 2, "is not a valid name"),
+    "--run-id with a slash": (lambda w: ["--run-id", "a/b"], 2, "run id 'a/b' is not a valid name"),
+    "--run-id hidden": (lambda w: ["--run-id", ".git"], 2, "run id '.git' is not a valid name"),
+    "--run-id 300 characters": (lambda w: ["--run-id", "r" * 300], 2, "is not a valid name"),
+    "--run-id of a foreign folder": (lambda w: ["--output-dir", str(w["tmp"]), "--run-id", "cache"], 2,
+                                     "exists and is not a bench run folder; refusing to write into it"),
+    "--run-id of a file": (lambda w: ["--output-dir", str(w["tmp"]), "--run-id", "sentinel.txt"], 2,
+                           "exists and is not a folder"),
+    "--limit 0": (lambda w: ["--limit", "0"], 2, "--limit: limit must be at least 1, got 0"),
+    "--batch-size negative": (lambda w: ["--batch-size", "-1"], 2, "--batch-size: batch_size must be at least 1, got -1"),
+    "--top-k text": (lambda w: ["--top-k", "abc"], 2, "argument --top-k: expected an integer, got 'abc'"),
+    "unknown flag": (lambda w: ["--foo"], 2, "unrecognized arguments: --foo"),
+    "unknown precision flag": (lambda w: ["--precisions", "float32,int3"], 2, "unknown precision 'int3'"),
+    # task files
+    "malformed JSON line": (lambda w: _replace_line(_data(w, "corpus.jsonl"), 1, b'{"_id": "d2", "text": }\n'), 2,
+                            "corpus.jsonl:2: malformed JSON"),
+    "invalid UTF-8 in a task file": (lambda w: _replace_line(_data(w, "queries.jsonl"), 2, b'{"_id": "q3", "text": "bad \xff"}\n'),
+                                     2, "queries.jsonl:3: not valid UTF-8"),
+    "empty document text": (lambda w: _append(_data(w, "corpus.jsonl"), b'{"_id": "d9", "title": "", "text": " "}\n'), 2,
+                            "corpus.jsonl:7: empty text for id 'd9'"),
+    "empty query text": (lambda w: _append(_data(w, "queries.jsonl"), b'{"_id": "q9", "text": ""}\n'), 2,
+                         "queries.jsonl:5: empty text for id 'q9'"),
+    "duplicate id": (lambda w: _append(_data(w, "queries.jsonl"), b'{"_id": "q1", "text": "again"}\n'), 2,
+                     "queries.jsonl:5: duplicate id 'q1'"),
+    "id that is an object": (lambda w: _append(_data(w, "queries.jsonl"), b'{"_id": {"a": 1}, "text": "x"}\n'), 2,
+                             "queries.jsonl:5: '_id' must be a non-empty string"),
+    "lone surrogate escape": (lambda w: _append(_data(w, "queries.jsonl"), b'{"_id": "q9", "text": "bad \\ud800"}\n'), 2,
+                              "queries.jsonl:5: field 'text' holds an invalid Unicode escape"),
+    "qrels naming an unknown query": (lambda w: _append(_data(w, "qrels/test.tsv"), b"q99\td1\t1\n"), 2,
+                                      "test.tsv:8: query id 'q99' is not in queries.jsonl"),
+    "qrels naming an unknown document": (lambda w: _append(_data(w, "qrels/test.tsv"), b"q1\td99\t1\n"), 2,
+                                         "test.tsv:8: document id 'd99' is not in corpus.jsonl"),
+    "fractional relevance": (lambda w: _append(_data(w, "qrels/test.tsv"), b"q1\td2\t0.5\n"), 2,
+                             "test.tsv:8: relevance must be an integer, got '0.5'"),
+    "negative relevance": (lambda w: _append(_data(w, "qrels/test.tsv"), b"q1\td2\t-1\n"), 2,
+                           "test.tsv:8: relevance must not be negative, got -1"),
+    "relevance 1e20": (lambda w: _append(_data(w, "qrels/test.tsv"), b"q1\td2\t100000000000000000000\n"), 2,
+                       "test.tsv:8: relevance must be an integer, got '100000000000000000000'"),
+    "relevance above a C int": (lambda w: _append(_data(w, "qrels/test.tsv"), b"q1\td2\t4294967296\n"), 2,
+                                "test.tsv:8: relevance 4294967296 is above 2147483647"),
+    "relevance with an underscore": (lambda w: _append(_data(w, "qrels/test.tsv"), b"q1\td2\t1_0\n"), 2,
+                                     "test.tsv:8: relevance must be an integer, got '1_0'"),
+    "relevance in Arabic-Indic digits": (lambda w: _append(_data(w, "qrels/test.tsv"), "q1\td2\t\u0663\n".encode()), 2,
+                                         "test.tsv:8: relevance must be an integer"),
+    "no judged queries": (lambda w: _data(w, "qrels/test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t0\n"), 2,
+                          "task Toy: split 'test' has no judged queries"),
+    "missing split": (lambda w: _task_yaml(w, "split: test", "split: dev"), 2, "dev.tsv: file not found"),
+    "missing corpus file": (lambda w: _data(w, "corpus.jsonl").unlink(), 2, "corpus.jsonl: file not found"),
+    "main_score typo": (lambda w: _append(w["tasks"] / "retrieval" / "Toy.yaml", b"main_score: ndcg_at_11\n"), 2,
+                        "unknown metric 'ndcg_at_11' (did you mean"),
+    "task name with a space": (lambda w: _task_yaml(w, "name: Toy", "name: To y"), 2, "name: 'To y' is not a valid name"),
+    "task of another type": (lambda w: _append(w["tasks"] / "retrieval" / "Toy.yaml", b"type: classification\n"), 2,
+                             "type: input should be 'retrieval'"),
+    "unknown task source": (lambda w: _task_yaml(w, "source: beir", "source: csv"), 2, "unknown task source 'csv'"),
+    "unknown task key": (lambda w: _append(w["tasks"] / "retrieval" / "Toy.yaml", b"splits: [test]\n"), 2,
+                         "unknown key 'splits' (did you mean 'split'?)"),
+    "task names differing only in case": (
+        lambda w: [write_beir_task(w["tasks"], "toy", {"x": ("", "x")}, {"q": "x"}, {"q": {"x": 1}}), []][1], 2,
+        "task names 'Toy' and 'toy' differ only in case"),
+    # models
+    "retired model key": (lambda w: _models(w, loader="sentence-transformers"), 2, "key 'loader' is not used by bench"),
+    "model dim 0": (lambda w: _models(w, dim=0), 2, "dim must be at least 1, got 0"),
+    "mrl_dims beyond dim": (lambda w: _models(w, mrl_dims=[16, 64]), 2, "mrl_dims must be integers in 1..32, got 64"),
+    "model key with a path": (lambda w: [write_models(w["tasks"], {"../toy": TOY_MODEL}), []][1], 2,
+                              "model name '../toy' is not a valid name"),
+    "remote code without a pinned commit": (lambda w: _models(w, name="org/m", revision="main", trust_remote_code=True), 2,
+                                            "must pin a 40-character commit revision, got 'main'"),
+    "prompt for an unknown role": (lambda w: _models(w, prompts={"passage": "p: "}), 2, "unknown key 'passage'"),
+    # remote backend options
+    "http concurrency 0": (lambda w: _http(w, concurrency=0), 2, "concurrency must be at least 1, got 0"),
+    "http batch_size 0": (lambda w: _http(w, batch_size=0), 2, "batch_size must be at least 1, got 0"),
+    "http timeout as text": (lambda w: _http(w, timeout="abc"), 2, "timeout: input should be a valid number, got 'abc'"),
+    "http max_retries -1": (lambda w: _http(w, max_retries=-1), 2, "max_retries must be at least 0, got -1"),
+    "http dimensions as text": (lambda w: _http(w, dimensions="abc"), 2, "dimensions: input should be a valid integer"),
+    "http unknown option": (lambda w: _http(w, retries=3), 2, "unknown key 'retries' (did you mean 'max_retries'?)"),
+    "http url not http": (lambda w: _http(w, url="ftp://127.0.0.1/x"), 2, "url: must be an http:// or https:// URL"),
+    "http format of another protocol": (lambda w: _http(w, protocol="tei", encoding_format="base64_int8"), 2,
+                                        "encoding_format 'base64_int8' does not fit protocol tei"),
+    "http key variable not set": (lambda w: _http(w, api_key_env="BENCH_TEST_UNSET_KEY"), 2,
+                                  "environment variable BENCH_TEST_UNSET_KEY is not set"),
+    "http non-ASCII key": (lambda w: _http(w, api_key_env="BENCH_TEST_ODD_KEY"), 2,
+                           "the key in BENCH_TEST_ODD_KEY holds characters an HTTP header cannot carry"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(RUN_CASES))
+def test_bad_run_input(case, world, capsys, monkeypatch):
+    monkeypatch.delenv("BENCH_TEST_UNSET_KEY", raising=False)
+    monkeypatch.setenv("BENCH_TEST_ODD_KEY", "sk-\u00e9t\u00e9-secret")
+    damage, expected, message = RUN_CASES[case]
+    extra = damage(world)
+    extra = extra if isinstance(extra, list) else []
+    code = main(["run", str(world["sweep"]), "--tasks-dir", str(world["tasks"]), *extra])
     err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1, err
-    assert _intact(finished)
+    _one_line(err, message, code, expected)
+    assert "\u00e9t\u00e9" not in err  # the key itself is never shown
+    _intact(world)
+
+
+def test_the_catalogue_is_large():
+    assert len(RUN_CASES) + len(RESULT_CASES) + len(PROFILE_CASES) >= 60
+
+
+# --------------------------------------------------------------------------- result folders and baselines
+
+
+def _damage_manifest(w, value) -> Path:
+    (w["tmp"] / "results" / "done" / "manifest.json").write_text(value)
+    return w["tmp"] / "results" / "done"
+
+
+def _damage_rows(w, data: bytes | None = None, drop: str | None = None) -> Path:
+    import pandas as pd
+
+    path = w["tmp"] / "results" / "done" / "rows.parquet"
+    if drop:
+        pd.read_parquet(path).drop(columns=[drop]).to_parquet(path)
+    else:
+        path.write_bytes(data if data is not None else path.read_bytes()[: len(path.read_bytes()) // 2])
+    return w["tmp"] / "results" / "done"
+
+
+def _baseline(w, change) -> list[str]:
+    from bench.gate import make_baseline
+
+    baseline = make_baseline(w["tmp"] / "results" / "done")
+    path = w["tmp"] / "baseline.json"
+    path.write_text(change(baseline) if callable(change) else change)
+    return ["check", str(w["tmp"] / "results" / "done"), "--baseline", str(path), "--json", str(w["tmp"] / "out.json")]
+
+
+def _first_value(baseline: dict, value) -> str:
+    baseline["cells"][0]["metrics"]["ndcg_at_10"]["value"] = value
+    return json.dumps(baseline)
+
+
+RESULT_CASES = {
+    "report on a missing folder": (lambda w: ["report", str(w["tmp"] / "nope")], 2, "run directory not found"),
+    "report on a truncated rows.parquet": (lambda w: ["report", str(_damage_rows(w))], 2,
+                                           "rows.parquet: not a readable Parquet file"),
+    "report on rows without a column": (lambda w: ["report", str(_damage_rows(w, drop="main_score"))], 2,
+                                        "rows.parquet: missing columns ['main_score']"),
+    "report on an empty manifest": (lambda w: ["report", str(_damage_manifest(w, "{}"))], 2,
+                                    "manifest.json: no schema_version; not a bench run manifest"),
+    "report on a manifest that is a list": (lambda w: ["report", str(_damage_manifest(w, "[1, 2]"))], 2,
+                                            "manifest.json: expected a JSON object, got list"),
+    "report on a manifest missing keys": (lambda w: ["report", str(_damage_manifest(w, '{"schema_version": 1}'))], 2,
+                                          "missing required key 'run_id'"),
+    "report on a manifest from a newer bench": (lambda w: ["report", str(_damage_manifest(w, '{"schema_version": 99}'))], 2,
+                                                "schema version 99 is newer than this bench understands"),
+    "baseline from a truncated run": (lambda w: ["baseline", str(_damage_rows(w)), "-o", str(w["tmp"] / "b.json")], 2,
+                                      "not a readable Parquet file"),
+    "baseline without -o": (lambda w: ["baseline", str(w["tmp"] / "results" / "done")], 2,
+                            "the following arguments are required: -o/--output"),
+    "check against a list": (lambda w: _baseline(w, "[]"), 2, "expected a JSON object, got list"),
+    "check against missing keys": (lambda w: _baseline(w, '{"kind": "bench-baseline"}'), 2, "missing required key"),
+    "check against a string score": (lambda w: _baseline(w, lambda b: _first_value(b, "0.5")), 2,
+                                     "cells[0].metrics.ndcg_at_10.value: input should be a valid number"),
+    "check against a NaN score": (lambda w: _baseline(w, lambda b: _first_value(b, float("nan"))), 2,
+                                  "cells[0].metrics.ndcg_at_10.value must be a finite number, got nan"),
+    "check against zero cells": (lambda w: _baseline(w, lambda b: json.dumps({**b, "cells": []})), 2,
+                                 "cells must not be empty"),
+    "check with a NaN tolerance": (lambda w: [*_baseline(w, json.dumps), "--tolerance", "ndcg_at_10=abs:nan"], 2,
+                                   "--tolerance 'ndcg_at_10=abs:nan': expected METRIC=abs:X"),
+    "check with an infinite tolerance": (lambda w: [*_baseline(w, json.dumps), "--tolerance", "quality=rel:inf"], 2,
+                                         "--tolerance 'quality=rel:inf'"),
+    "check with an unknown metric": (lambda w: [*_baseline(w, json.dumps), "--metrics", "ndcg_at_11"], 2,
+                                     "unknown metric 'ndcg_at_11'"),
+}  # fmt: skip
+
+PROFILE_CASES = {
+    "profile --lengths 0": (["--lengths", "0"], 2, "--lengths: lengths[0] must be at least 1, got 0"),
+    "profile --batch-sizes 0": (["--batch-sizes", "0"], 2, "--batch-sizes: batch_sizes[0] must be at least 1, got 0"),
+    "profile --repeats 0": (["--repeats", "0"], 2, "--repeats: repeats must be at least 1, got 0"),
+    "profile --budget nan": (["--budget", "nan"], 2, "argument --budget: expected a finite number, got 'nan'"),
+    "profile --dtypes int8": (["--dtypes", "int8"], 2, "--dtypes: dtypes[0]: input should be 'float32', 'bfloat16'"),
+    "profile unknown model": (["--models", "pplx"], 2, "unknown model 'pplx'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(RESULT_CASES))
+def test_bad_result_input(case, world, capsys):
+    damage, expected, message = RESULT_CASES[case]
+    argv = damage(world)
+    world["before"] = _snapshot(world["tmp"], world["tasks"])  # after the damage: nothing else may change
+    code = main(argv)
+    err = capsys.readouterr().err
+    _one_line(err, message, code, expected)
+    _intact(world)
+
+
+@pytest.mark.parametrize("case", list(PROFILE_CASES))
+def test_bad_profile_flags(case, world, capsys):
+    flags, expected, message = PROFILE_CASES[case]
+    code = main(["profile", "--output-dir", str(world["tmp"] / "results"), *flags])
+    err = capsys.readouterr().err
+    _one_line(err, message, code, expected)
+    _intact(world)
+
+
+# --------------------------------------------------------------------------- broken backends and storage
 
 
 @pytest.mark.parametrize("output,code,message", [
@@ -96,29 +387,36 @@ def test_bad_input(case, toy_sweep, toy_tasks_dir, finished, capsys):
     (lambda n, d: np.zeros((n + 1, d)), 3, "returned shape"),
     (lambda n, d: np.zeros((n, d - 2)), 3, "width 30, expected 32"),
 ])  # fmt: skip
-def test_bad_vectors_from_a_backend(output, code, message, toy_sweep, toy_tasks_dir, finished, capsys, monkeypatch):
+def test_bad_vectors_from_a_backend(output, code, message, world, capsys, monkeypatch):
     monkeypatch.setattr(HashingEncoder, "encode", lambda self, texts, role: output(len(texts), 32))
-    assert main(["run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir), "--cache-dir", str(toy_tasks_dir / "c2")]) == code
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
-    assert _intact(finished)
+    exit_code = main(["run", str(world["sweep"]), "--tasks-dir", str(world["tasks"]), "--cache-dir",
+                      str(world["tmp"] / "empty-cache"), "--run-id", "broken"])  # fmt: skip
+    _one_line(capsys.readouterr().err, message, exit_code, code)
+    _intact(world)
 
 
-def test_byte_order_mark_is_accepted_with_a_warning(toy_sweep, toy_tasks_dir, caplog):
-    path = _task(toy_tasks_dir, "corpus.jsonl")
-    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
-    assert main(["run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir)]) == 0
-    assert "byte-order mark" in caplog.text and "corpus.jsonl" in caplog.text
+def test_an_output_folder_that_cannot_be_written_is_a_storage_error(world, capsys, monkeypatch):
+    real = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if self.parent == world["tmp"] / "results":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    code = main(["run", str(world["sweep"]), "--tasks-dir", str(world["tasks"]), "--run-id", "new"])
+    _one_line(capsys.readouterr().err, "new: cannot create the folder (Permission denied)", code, 4)
+    _intact(world)
 
 
-def test_output_folder_that_cannot_be_created(toy_sweep, toy_tasks_dir, tmp_path, capsys):
-    blocker = tmp_path / "file"
-    blocker.write_text("not a folder")
-    assert main(["run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir), "--output-dir", str(blocker)]) == 2
-    assert "cannot create the run directory" in capsys.readouterr().err
+def test_a_file_where_the_output_folder_should_be_is_bad_input(world, capsys):
+    code = main(["run", str(world["sweep"]), "--tasks-dir", str(world["tasks"]),
+                 "--output-dir", str(world["tmp"] / "sentinel.txt")])  # fmt: skip
+    _one_line(capsys.readouterr().err, "cannot create the folder (Not a directory)", code, 2)
+    _intact(world)
 
 
-def test_full_disk_while_writing_keeps_finished_cells(toy_sweep, toy_tasks_dir, tmp_path, capsys, monkeypatch):
+def test_a_full_disk_while_writing_keeps_finished_cells(toy_sweep, toy_tasks_dir, tmp_path, capsys, monkeypatch):
     import bench.cache as cache
 
     real, calls = cache.os.replace, []
@@ -131,8 +429,7 @@ def test_full_disk_while_writing_keeps_finished_cells(toy_sweep, toy_tasks_dir, 
 
     monkeypatch.setattr(cache.os, "replace", replace)
     code = main(["run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir), "--run-id", "full"])
-    err = capsys.readouterr().err
-    assert code == 4 and "No space left on device" in err and err.count("\n") == 1
+    _one_line(capsys.readouterr().err, "No space left on device", code, 4)
     cells = list((tmp_path / "results" / "full" / "cells").glob("*.json"))
     assert cells and all(json.loads(p.read_text())["metrics"] for p in cells)
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
@@ -140,7 +437,25 @@ def test_full_disk_while_writing_keeps_finished_cells(toy_sweep, toy_tasks_dir, 
     assert main(["run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir), "--run-id", "full"]) == 0
 
 
-def test_corrupted_cache_file_is_detected_discarded_and_recomputed(toy_sweep, toy_tasks_dir, tmp_path, caplog):
+def test_a_full_disk_for_a_memory_mapped_matrix_is_a_storage_error_not_sigbus(world, capsys, monkeypatch):
+    import os
+
+    from bench import embed
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(embed, "MEMMAP_BYTES", 0)  # every corpus goes to a memory-mapped matrix
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    code = main(["run", str(world["sweep"]), "--tasks-dir", str(world["tasks"]), "--cache-dir",
+                 str(world["tmp"] / "cache")])  # fmt: skip
+    _one_line(capsys.readouterr().err, "cannot allocate", code, 4)
+    assert not [p for p in (world["tmp"] / "cache").rglob("*.tmp")]
+    (world["tmp"] / "cache" / "matrices").rmdir()  # bench's own cache subfolder, left empty
+    _intact(world)
+
+
+def test_a_corrupted_cache_chunk_is_detected_discarded_and_recomputed(toy_sweep, toy_tasks_dir, tmp_path, caplog):
     assert main(["run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir), "--run-id", "a"]) == 0
     chunk = next((tmp_path / "cache").rglob("chunk-*.npz"))
     chunk.write_bytes(chunk.read_bytes()[:-40] + b"\0" * 40)
@@ -151,10 +466,8 @@ def test_corrupted_cache_file_is_detected_discarded_and_recomputed(toy_sweep, to
     assert [r.split(",")[:12] for r in a] == [r.split(",")[:12] for r in b]
 
 
-def test_results_from_a_newer_schema_are_refused(finished, capsys):
-    folder, _ = finished
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["schema_version"] = 99
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    assert main(["report", str(folder)]) == 2
-    assert "schema version 99 is newer than this bench understands (1)" in capsys.readouterr().err
+def test_a_byte_order_mark_is_accepted_with_a_warning(toy_sweep, toy_tasks_dir, caplog):
+    path = toy_tasks_dir / "data" / "Toy" / "corpus.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert main(["run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir)]) == 0
+    assert "byte-order mark" in caplog.text and "corpus.jsonl" in caplog.text

@@ -53,11 +53,11 @@ def test_flags_override_the_config(toy_sweep, toy_tasks_dir, tmp_path, capsys):
 BAD = [
     (["--precisions", "float32,int4"], "unknown precision 'int4'"),
     (["--dims", "64"], "dimension 64 is outside 1..32 for model toy"),
-    (["--dims", "0"], "dimension 0 is outside 1..32"),
+    (["--dims", "0"], "--dims: dims[0] must be at least 1, got 0"),
     (["--models", "toyy"], "unknown model 'toyy' (did you mean 'toy'?)"),
     (["--tasks", "toy"], "unknown task 'toy' (did you mean 'Toy'?)"),
     (["--backends", "tensorrt"], "unknown backend 'tensorrt'"),
-    (["--limit", "0"], "--limit must be at least 1"),
+    (["--limit", "0"], "--limit: limit must be at least 1, got 0"),
 ]
 
 

@@ -41,17 +41,22 @@ def test_unknown_model_suggests_the_nearest(tmp_path):
         validate(config, REPO / "tasks")
 
 
-@pytest.mark.parametrize("dim", [385, 0, -4])
-def test_dimension_outside_the_model_is_rejected(tmp_path, dim):
-    config = _config(tmp_path, BASE.replace("[384]", f"[{dim}]"))
-    with pytest.raises(InputError, match=f"dimension {dim} is outside 1..384 for model all-MiniLM-L6-v2"):
+def test_dimension_outside_the_model_is_rejected(tmp_path):
+    config = _config(tmp_path, BASE.replace("[384]", "[385]"))
+    with pytest.raises(InputError, match="dimension 385 is outside 1..384 for model all-MiniLM-L6-v2"):
         validate(config, REPO / "tasks")
 
 
+@pytest.mark.parametrize("dim", [0, -4])
+def test_dimension_below_one_is_rejected_by_the_schema(tmp_path, dim):
+    with pytest.raises(InputError, match=rf"sweep\.yaml:3: dims\[0\] must be at least 1, got {dim}"):
+        _config(tmp_path, BASE.replace("[384]", f"[{dim}]"))
+
+
 @pytest.mark.parametrize("line,pattern", [
-    ("batch_size: zero\n", r"batch_size must be int, got 'zero'"),
+    ("batch_size: zero\n", r"sweep\.yaml:\d: batch_size: input should be a valid integer, got 'zero'"),
     ("top_k: 0\n", r"top_k must be at least 1"),
-    ("dims: [64, x]\n", r"dimensions must be integers"),
+    ("dims: [64, x]\n", r"dims\[1\]: input should be a valid integer, got 'x'"),
 ])  # fmt: skip
 def test_bad_values_are_named(tmp_path, line, pattern):
     text = BASE.replace("dims: [384]\n", "") + (line if line.startswith("dims") else "dims: [384]\n" + line)

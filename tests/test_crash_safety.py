@@ -97,7 +97,7 @@ def test_the_same_run_id_twice_at_once_is_refused_not_corrupted(tmp_path, setup)
     import time
 
     deadline = time.monotonic() + 60
-    while not (tmp_path / "out" / "same" / ".lock").exists() and time.monotonic() < deadline:
+    while not (tmp_path / "out" / "same" / ".bench-run").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     second = bench(tmp_path, setup, "out", "cache", "b.log", "--run-id", "same")
     first.wait(timeout=300)

@@ -67,5 +67,5 @@ def test_bundled_pplx_suites_cover_the_published_tables():
 def test_reference_errors_name_the_file_and_line(tmp_path):
     path = tmp_path / "ref.csv"
     path.write_text(HEADER + "m,r,T,test,default,main_score,high,0,2,,x\n")
-    with pytest.raises(InputError, match=r"ref\.csv:2: main_score 'high' is not a number"):
+    with pytest.raises(InputError, match=r"ref\.csv:2: main_score 'high' is not a finite number"):
         read_reference(path, "m", None)

@@ -3,7 +3,8 @@ its module; the module (and what it imports: torch, onnxruntime, httpx) loads on
 encoder of that kind is built.
 
 The contract is tiny: ``encode(texts, role) -> float32 array of shape (len(texts), dim)``, plus
-``count_tokens(texts)`` and ``n_parameters`` for the cost measurements. An encoder never sees a
+``count_tokens(texts)`` and ``n_parameters`` for the cost measurements, and ``close()`` to stop
+work in flight. An encoder never sees a
 task; prompts are prepended by the harness before it is called.
 """
 
@@ -34,6 +35,10 @@ class Encoder(Protocol):
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         """Tokens the model processes for ``texts`` (after truncation; 0 when unknown)."""
+        ...
+
+    def close(self) -> None:
+        """Abort work in flight (remote requests) and release resources; local models: nothing."""
         ...
 
 
@@ -82,17 +87,21 @@ BACKENDS.add("hashing", BackendKind("bench.encoders.hashing:create", ("cpu",), (
 
 def parse_backend(value: str | dict, where: str = "backends") -> BackendSpec:
     """Parse ``kind[-device[-dtype]]`` (``torch``, ``onnx-cpu-int8``) or a mapping
-    ``{kind, device, dtype}``; remote kinds take a mapping with ``name`` and their options."""
+    ``{kind, device, dtype}``; remote kinds take a mapping with ``name`` and their options,
+    checked against ``bench.schemas.HttpBackendSchema``."""
     if isinstance(value, dict):
         kind_name = value.get("kind", "torch")
-        if kind_name in BACKENDS and BACKENDS.get(kind_name).option_keys:
-            return _parse_remote(value, BACKENDS.get(kind_name), where)
+        if isinstance(kind_name, str) and kind_name in BACKENDS and BACKENDS.get(kind_name).option_keys:
+            return _parse_remote(value, where)
+        extra = sorted(str(k) for k in set(value) - {"kind", "device", "dtype"})
+        if extra:
+            raise InputError(f"{where}: unknown key {extra[0]!r} for backend {kind_name}")
         parts = [kind_name, value.get("device"), value.get("dtype")]
     elif isinstance(value, str) and 1 <= len(value.split("-")) <= 3:
         parts = value.split("-") + [None] * (3 - len(value.split("-")))
     else:
         raise InputError(f"{where}: a backend is a name or a mapping, got {value!r}")
-    if parts[0] not in BACKENDS:
+    if not isinstance(parts[0], str) or parts[0] not in BACKENDS:
         raise InputError(f"{where}: {unknown('backend', str(parts[0]), BACKENDS)}")
     kind = BACKENDS.get(parts[0])
     device, dtype = parts[1] or "cpu", parts[2] or kind.dtypes[0]
@@ -103,32 +112,17 @@ def parse_backend(value: str | dict, where: str = "backends") -> BackendSpec:
     return BackendSpec(kind=parts[0], device=device, dtype=dtype)
 
 
-def _parse_remote(value: dict, kind: BackendKind, where: str) -> BackendSpec:
-    from bench.errors import did_you_mean
+def _parse_remote(value: dict, where: str) -> BackendSpec:
+    from bench.schemas import HttpBackendSchema, check_http_format, validated
 
-    allowed = ("kind", "name", "dtype", *kind.option_keys)
-    for key in value:
-        if key not in allowed:
-            raise InputError(f"{where}: unknown key {key!r} for backend {value['kind']}{did_you_mean(str(key), allowed)}")
-    for key in ("name", *kind.required_options):
-        if not value.get(key):
-            raise InputError(f"{where}: backend {value['kind']} needs {key!r}")
-    name = str(value["name"])
-    if not name.replace("_", "").replace(".", "").isalnum():
-        raise InputError(f"{where}: backend name {name!r} may hold letters, digits, '_' and '.' only")
-    dtype = value.get("dtype") or kind.dtypes[0]
-    if dtype not in kind.dtypes:
-        raise InputError(f"{where}: backend {value['kind']} supports dtypes {'/'.join(kind.dtypes)}, not {dtype!r}")
-    options = tuple(sorted((k, _freeze(v)) for k, v in value.items() if k in kind.option_keys))
-    return BackendSpec(kind=value["kind"], device=kind.devices[0], dtype=dtype, name=name, options=options)
-
-
-def _freeze(value: object) -> object:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value
+    checked = validated(HttpBackendSchema, value, where)
+    try:
+        check_http_format(checked)
+    except ValueError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    fields = checked.model_dump(exclude={"kind", "name", "dtype"}, exclude_none=True)
+    options = tuple(sorted((k, v) for k, v in fields.items() if k in value))
+    return BackendSpec(kind="http", device="remote", dtype=checked.dtype, name=checked.name, options=options)
 
 
 def make_encoder(model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> Encoder:

@@ -27,8 +27,13 @@ def _bucket(word: str, dim: int) -> tuple[int, float]:
 
 
 def _log_call(role: Role, n: int) -> None:
-    """For tests across processes: ``$BENCH_HASHING_LOG`` collects one line per encode call, and
-    ``$BENCH_HASHING_DELAY`` slows each call down (seconds), so kills and races can be staged."""
+    """For tests across processes: ``$BENCH_HASHING_LOG`` collects one line per encode call,
+    ``$BENCH_HASHING_DELAY`` slows each call down (seconds), so kills and races can be staged, and
+    ``$BENCH_HASHING_FAIL`` makes every call fail as a broken backend would (exit code 3)."""
+    if os.environ.get("BENCH_HASHING_FAIL"):
+        from bench.errors import EncoderError
+
+        raise EncoderError("hashing backend: failing as $BENCH_HASHING_FAIL asks")
     if os.environ.get("BENCH_HASHING_LOG"):
         with open(os.environ["BENCH_HASHING_LOG"], "a", encoding="utf-8") as handle:
             handle.write(f"{os.getpid()} {role.value} {n}\n")
@@ -60,6 +65,9 @@ class HashingEncoder:
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(len(_WORD.findall(t)) for t in texts)
+
+    def close(self) -> None:
+        """Nothing runs in the background."""
 
 
 def create(model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> HashingEncoder:

@@ -10,20 +10,28 @@ Protocols:
   base64-encoded int8 (``base64_int8``) or packed binary (``base64_binary``) vectors.
 
 Requests run ``concurrency`` at a time (the harness stores each finished batch in the cache as it
-arrives). Timeouts, connection errors, 429 and 5xx are retried with exponential backoff and
+arrives) on one asyncio event loop in a background thread. ``timeout`` is a total deadline per
+attempt (connecting, sending and reading the whole body), so a server that trickles bytes cannot
+hold a run; a body above ``max_response_bytes`` is refused as it streams in, never read whole.
+``close()`` cancels every request in flight at once (the harness calls it on Ctrl-C or a
+failure). Timeouts, connection errors, 429 and 5xx are retried with exponential backoff and
 jitter, honouring ``Retry-After``; anything else fails at once with the endpoint and the status.
-The API key is read from the environment variable named by ``api_key_env`` and is only ever put
-in the Authorization header: never in results, logs or messages.
+The API key is read from the environment variable named by ``api_key_env``, registered with
+``bench.redact`` and only ever put in the Authorization header: never in results, logs or
+messages, whatever a server echoes back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import email.utils
 import json
 import logging
 import os
 import random
+import threading
 import time
 from typing import Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -32,6 +40,7 @@ import numpy as np
 
 from bench.encoders import EncoderOptions
 from bench.errors import EncoderError, InputError
+from bench.redact import redact, register_secret
 from bench.types import BackendSpec, ModelSpec, Role
 
 log = logging.getLogger(__name__)
@@ -94,34 +103,36 @@ class HttpEncoder:
     n_parameters = 0
 
     def __init__(self, model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> None:
+        from bench.schemas import HttpBackendSchema
+
+        o = HttpBackendSchema.model_validate({"kind": "http", "name": backend.name, **dict(backend.options)})
+        self.protocol, self.url, self.label = o.protocol, o.url, endpoint_label(o.url)
+        self.remote_model = o.model or model.name
+        self.format = o.encoding_format or DEFAULT_FORMAT[self.protocol]
+        self.dimensions, self.dim = o.dimensions, int(o.dimensions or model.dim)
+        self.normalize = o.normalize
+        self.chunk_size = o.batch_size or options.batch_size  # one request per chunk
+        self.parallel_requests = o.concurrency
+        self.max_retries, self.backoff, self.max_backoff = o.max_retries, o.backoff, o.max_backoff
+        self.timeout, self.max_bytes = o.timeout, o.max_response_bytes
+        self.role_field, self.role_values = model.role_field, dict(model.role_values)
+        self.headers = {"Content-Type": "application/json", **api_key_header(o.api_key_env, backend.id)}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name=f"bench-http-{backend.name}", daemon=True)
+        self._thread.start()
+        self._client = self._call(self._open_client()).result()
+        self._inflight: set[concurrent.futures.Future] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    async def _open_client(self):
         import httpx
 
-        opt = backend.option
-        self.protocol = str(opt("protocol", "openai"))
-        if self.protocol not in PROTOCOLS:
-            raise InputError(f"backend {backend.id}: unknown protocol {self.protocol!r}; use {', '.join(PROTOCOLS)}")
-        self.url, self.label = str(opt("url")), endpoint_label(str(opt("url")))
-        self.remote_model = str(opt("model", model.name))
-        self.format = str(opt("encoding_format", DEFAULT_FORMAT[self.protocol]))
-        self.dimensions = opt("dimensions")
-        self.dim = int(self.dimensions or model.dim)
-        self.normalize = bool(opt("normalize", False))
-        self.chunk_size = int(opt("batch_size", options.batch_size))  # one request per chunk
-        self.parallel_requests = int(opt("concurrency", 4))
-        self.max_retries, self.backoff = int(opt("max_retries", 5)), float(opt("backoff", 0.5))
-        self.max_backoff = float(opt("max_backoff", 30.0))
-        self.role_field, self.role_values = model.role_field, dict(model.role_values)
-        headers = {"Content-Type": "application/json"}
-        key_env = opt("api_key_env")
-        if key_env:
-            key = os.environ.get(str(key_env))
-            if not key:
-                raise InputError(f"backend {backend.id}: environment variable {key_env} is not set")
-            headers["Authorization"] = f"Bearer {key}"
-        self.client = httpx.Client(
-            headers=headers, timeout=float(opt("timeout", 60.0)),
-            limits=httpx.Limits(max_connections=self.parallel_requests),
-        )  # fmt: skip
+        limits = httpx.Limits(max_connections=self.parallel_requests)
+        return httpx.AsyncClient(headers=self.headers, timeout=self.timeout, limits=limits, follow_redirects=False)
+
+    def _call(self, coroutine) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         return 0  # the server tokenizes; unknown here
@@ -138,19 +149,45 @@ class HttpEncoder:
         return body
 
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
-        body = self._body(texts, role)
+        """One request (with its retries) for ``texts``; blocks the calling thread only."""
+        future = self._call(self._encode(self._body(texts, role), len(texts)))
+        with self._lock:
+            self._inflight.add(future)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise EncoderError(f"{self.label}: request cancelled") from None
+        finally:
+            with self._lock:
+                self._inflight.discard(future)
+
+    def close(self) -> None:
+        """Cancel every request in flight at once and release the connections."""
+        with self._lock:
+            pending, already = list(self._inflight), self._closed
+            self._closed = True
+        if already:
+            return
+        for future in pending:
+            future.cancel()
+        if self._loop.is_running():
+            try:
+                self._call(self._client.aclose()).result(timeout=5)
+            except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
+                pass
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _encode(self, body: dict, n_texts: int) -> np.ndarray:
         for attempt in range(self.max_retries + 1):
             try:
-                return self._parse(self._post(body), len(texts))
+                return self._parse(await self._post(body), n_texts)
             except TransientError as exc:
                 if attempt == self.max_retries:
-                    raise EncoderError(
-                        f"{self.label}: gave up after {attempt + 1} attempts ({exc.reason})"
-                    ) from None
+                    raise EncoderError(f"{self.label}: gave up after {attempt + 1} attempts ({exc.reason})") from None
                 delay = self._delay(attempt, exc.retry_after)
                 log.warning("%s: %s; retrying in %.1fs (%d/%d)", self.label, exc.reason, delay,
                             attempt + 1, self.max_retries)  # fmt: skip
-                time.sleep(delay)
+                await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -159,29 +196,51 @@ class HttpEncoder:
         ceiling = min(self.max_backoff, self.backoff * 2**attempt)
         return random.uniform(ceiling / 2, ceiling)  # exponential backoff with jitter
 
-    def _post(self, body: dict) -> bytes:
+    async def _post(self, body: dict) -> bytes:
+        """One attempt under a total deadline: the whole exchange, not each read, is bounded."""
         import httpx
 
         try:
-            response = self.client.post(self.url, json=body)
+            async with asyncio.timeout(self.timeout):
+                async with self._client.stream("POST", self.url, json=body) as response:
+                    await self._check_status(response)
+                    return await self._read_bounded(response)
+        except TimeoutError:
+            raise TransientError(f"no complete answer within the {self.timeout:g}s timeout") from None
         except httpx.TimeoutException:
             raise TransientError("timed out") from None
         except httpx.TransportError as exc:
             raise TransientError(f"connection failed: {type(exc).__name__}") from None
-        if response.status_code in TRANSIENT_STATUS:
-            raise TransientError(f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("retry-after")))
-        if response.status_code >= 400:
-            detail = response.text[:200].replace("\n", " ")
-            raise EncoderError(f"{self.label}: HTTP {response.status_code}: {detail}")
-        return response.content
+
+    async def _check_status(self, response) -> None:
+        status = response.status_code
+        if status in TRANSIENT_STATUS:
+            raise TransientError(f"HTTP {status}", retry_after_seconds(response.headers.get("retry-after")))
+        if 300 <= status < 400:
+            raise EncoderError(f"{self.label}: HTTP {status}: the server redirects; set url to the final endpoint")
+        if status >= 400:
+            raise EncoderError(f"{self.label}: HTTP {status}: {await _error_detail(response)}")
+
+    async def _read_bounded(self, response) -> bytes:
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            raise EncoderError(f"{self.label}: response of {int(declared):,} bytes exceeds max_response_bytes "
+                               f"({self.max_bytes:,})")  # fmt: skip
+        chunks, total = [], 0
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > self.max_bytes:
+                raise EncoderError(f"{self.label}: response exceeds max_response_bytes ({self.max_bytes:,}); "
+                                   "stopped reading")  # fmt: skip
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _parse(self, content: bytes, n_texts: int) -> np.ndarray:
         try:
-            payload = json.loads(content)
-            items = payload if self.protocol == "tei" else [d["embedding"] for d in sorted(payload["data"], key=lambda d: d["index"])]
+            items = self._items(json.loads(content), n_texts)
             vectors = [decode_vector(item, self.format, self.dim) for item in items]
         except (ValueError, KeyError, TypeError) as exc:
-            raise EncoderError(f"{self.label}: malformed response ({type(exc).__name__}: {str(exc)[:100]})") from None
+            raise EncoderError(f"{self.label}: malformed response ({type(exc).__name__}: {redact(str(exc))[:100]})") from None
         if len(vectors) != n_texts:
             raise EncoderError(f"{self.label}: returned {len(vectors)} vectors for {n_texts} texts")
         widths = {len(v) for v in vectors}
@@ -189,3 +248,44 @@ class HttpEncoder:
             raise EncoderError(f"{self.label}: returned vectors of width {sorted(widths)}, expected {self.dim}")
         return np.stack(vectors).astype(np.float32)
 
+    def _items(self, payload: object, n_texts: int) -> list:
+        """The embeddings in request order. OpenAI-style answers carry an ``index`` per item, which
+        must be exactly a permutation of the request's positions: a duplicate or a gap would give
+        a text another text's vector."""
+        if self.protocol == "tei":
+            if not isinstance(payload, list):
+                raise TypeError("expected a JSON list of vectors")
+            return payload
+        data = payload["data"]
+        indexes = [d["index"] for d in data]
+        if any(isinstance(i, bool) or not isinstance(i, int) for i in indexes):
+            raise ValueError("an 'index' is not an integer")
+        if len(data) == n_texts and sorted(indexes) != list(range(n_texts)):
+            raise ValueError(f"the 'index' values are not a permutation of 0..{n_texts - 1}")
+        return [d["embedding"] for d in sorted(data, key=lambda d: d["index"])]
+
+
+def api_key_header(variable: str | None, backend_id: str) -> dict[str, str]:
+    """The Authorization header for the key in ``$variable`` (none without one). The key is
+    registered for redaction before anything else can print it."""
+    if not variable:
+        return {}
+    key = os.environ.get(variable)
+    if not key:
+        raise InputError(f"backend {backend_id}: environment variable {variable} is not set")
+    register_secret(key)
+    if not key.isascii() or not key.isprintable() or key.strip() != key:
+        raise InputError(f"backend {backend_id}: the key in {variable} holds characters an HTTP header cannot carry "
+                         "(non-ASCII, control characters or surrounding spaces)")  # fmt: skip
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def _error_detail(response, limit: int = 4096) -> str:
+    """The start of an error body (at most ``limit`` bytes read), redacted: servers echo keys."""
+    data = b""
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) >= limit:
+            break
+    text = data[:limit].decode("utf-8", "replace")
+    return redact(" ".join(text.split()))[:200]

