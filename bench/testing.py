@@ -97,6 +97,7 @@ class FakeEmbeddingServer:
     body and headers repeat the request's Authorization value, as careless APIs do),
     ``"redirect"`` (a 307 to a URL carrying the key), ``"trickle"`` (a byte every
     ``slow_seconds / 10``, never finishing), ``"huge"`` (declares and streams a 400 MB body),
+    ``"huge_unsized"`` (streams it without declaring a length),
     or ``None`` for a normal answer. ``requests`` records every request body received,
     ``headers`` every request's headers and ``arrivals`` the ``time.monotonic()`` of each.
     """
@@ -175,7 +176,7 @@ class FakeEmbeddingServer:
                 fault = server._next_fault(body, dict(self.headers))
                 if fault == "slow":
                     time.sleep(server.slow_seconds)
-                if fault in ("trickle", "huge"):
+                if fault in ("trickle", "huge", "huge_unsized"):
                     return self._stream_forever(fault)
                 if fault in ("429", "500"):
                     status, headers, data = int(fault), {"Retry-After": "0.05"} if fault == "429" else {}, b"{}"
@@ -196,7 +197,8 @@ class FakeEmbeddingServer:
             def _stream_forever(self, fault: str) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(400 * 2**20))
+                if fault == "huge":  # without a length, the body runs until the connection closes
+                    self.send_header("Content-Length", str(400 * 2**20))
                 self.end_headers()
                 block = b" " if fault == "trickle" else b" " * 2**20
                 try:
