@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from bench.encoders import parse_backend
+from bench.encoders import output_width, parse_backend
 from bench.errors import InputError, unknown
 from bench.models import model_registry
 from bench.paths import default_tasks_dir
@@ -96,9 +96,12 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
         tasks.get(name)
     for name in config.models:
         spec = models.get(name)
-        for dim in config.dims:
-            if not 1 <= dim <= spec.dim:
-                raise InputError(f"dimension {dim} is outside 1..{spec.dim} for model {name}")
+        for backend in config.backends:
+            width = output_width(spec, backend)
+            for dim in config.dims:
+                if not 1 <= dim <= width:
+                    served = f" as backend {backend.id} serves it (dimensions: {width})" if width != spec.dim else ""
+                    raise InputError(f"dimension {dim} is outside 1..{width} for model {name}{served}")
         untrained = [d for d in config.dims if spec.mrl_dims and d not in spec.mrl_dims]
         if untrained:
             log.warning("model %s was trained for dimensions %s; %s are plain truncations", name,

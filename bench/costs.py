@@ -25,9 +25,9 @@ def encoder_costs(config: SweepConfig, data: TaskData, lazy: LazyEncoder, cache:
     rng = np.random.default_rng(config.seed)
     texts = list(data.corpus.values())
     picks = sorted(rng.choice(len(texts), min(len(texts), config.measure_documents), replace=False))
-    sample = [model.prompt(Role.DOCUMENT) + texts[i] for i in picks]
-    queries = [model.prompt(Role.QUERY) + q for q in list(data.queries.values())[: config.latency_queries]]
-    key = {**namespace_key(model, backend, Role.DOCUMENT), "repeats": config.measure_repeats,
+    sample = [texts[i] for i in picks]
+    queries = list(data.queries.values())[: config.latency_queries]
+    key = {**namespace_key(model, backend, Role.DOCUMENT, cache.root), "repeats": config.measure_repeats,
            "texts": hashlib.sha256("\0".join(sample + ["\1"] + queries).encode()).hexdigest()}  # fmt: skip
     cached = cache.load_record("costs", key)
     if cached is not None and not lazy.loaded:

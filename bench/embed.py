@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 
 from bench import store
 from bench.cache import TMP_SUFFIX, EmbeddingCache, text_digest
-from bench.encoders import Encoder, check_vectors
+from bench.encoders import Encoder, check_vectors, output_width, vector_identity
 from bench.types import BackendSpec, ModelSpec, Role
 
 log = logging.getLogger(__name__)
@@ -31,22 +32,10 @@ class EncodeStats:
     seconds: float  # backend wall time: measured now for encoded texts, recorded for cached ones
 
 
-# Remote backend options that change the vectors (the URL, timeouts and the key do not).
-VECTOR_OPTIONS = ("protocol", "model", "encoding_format", "dimensions", "normalize")
-
-
-def namespace_key(model: ModelSpec, backend: BackendSpec, role: Role) -> dict[str, object]:
-    """Everything besides the text that changes a vector."""
-    key = {
-        "model": model.name, "revision": model.revision, "backend": backend.kind,
-        "device": backend.device, "dtype": backend.dtype, "max_length": model.max_length,
-        "prompt": model.prompt(role), "role": role.value,
-    }  # fmt: skip
-    if model.role_field:
-        key["role_field"] = [model.role_field, model.role_values.get(role.value, role.value)]
-    if backend.options:
-        key["remote"] = {k: backend.option(k) for k in VECTOR_OPTIONS if backend.option(k) is not None}
-    return key
+def namespace_key(model: ModelSpec, backend: BackendSpec, role: Role, cache_root: Path | None = None) -> dict:
+    """Everything besides the text that changes a vector: the backend's own fingerprint of the
+    model, the role and the output width (``bench.encoders.vector_identity``)."""
+    return vector_identity(model, backend, role, cache_root)
 
 
 class LazyEncoder:
@@ -87,27 +76,28 @@ def embed(
     encoder: LazyEncoder,
     chunk_size: int | None = None,
 ) -> tuple[np.ndarray, EncodeStats]:
-    """Embeddings for ``texts`` (in their mapping order), shape (len(texts), model.dim).
+    """Embeddings for ``texts`` (in their mapping order), shape (len(texts), width of the backend).
 
     Vectors go straight from the cache chunks and the encoder into one output matrix, so the
     corpus is never held twice; above ``MEMMAP_BYTES`` that matrix is a memory-mapped file in
-    the cache (reused as is when the same texts come again)."""
-    prompt = model.prompt(role)
+    the cache, checksummed, and reused only when its checksum still holds."""
     ids = list(texts)
     digests = [text_digest(texts[i]) for i in ids]
-    namespace = cache.namespace(namespace_key(model, backend, role))
+    namespace = cache.namespace(namespace_key(model, backend, role, cache.root))
     rows_of: dict[bytes, list[int]] = defaultdict(list)
     for row, digest in enumerate(digests):
         rows_of[digest].append(row)
-    out, final = _output(cache, namespace.id, digests, model.dim)
+    width = output_width(model, backend)
+    out, final = _output(cache, namespace.id, digests, width)
     if final is not None and final.is_file():
         return store.read_matrix(final), EncodeStats(len(ids), 0, 0.0)
     found, cached_seconds = namespace.fill(rows_of, out)
     todo = _missing(texts, ids, digests, found)
-    seconds = cached_seconds + _encode_missing(todo, prompt, role, model, namespace, encoder, chunk_size, (rows_of, out))
+    sink = (rows_of, out, width)
+    seconds = cached_seconds + _encode_missing(todo, role, model, namespace, encoder, chunk_size, sink)
     if final is not None:
         out.flush()
-        os.replace(out.filename, final)
+        store.seal_matrix(Path(out.filename), final)
         out = store.read_matrix(final)
     return out, EncodeStats(n_texts=len(ids), n_encoded=len(todo), seconds=seconds)
 
@@ -118,7 +108,7 @@ def _output(cache: EmbeddingCache, namespace_id: str, digests: list[bytes], dim:
         return np.zeros((len(digests), dim), np.float32), None
     key = hashlib.sha256(b"".join(digests)).hexdigest()[:24]
     final = cache.root / "matrices" / f"{namespace_id}-{key}.npy"
-    if final.is_file():
+    if final.is_file() and store.matrix_intact(final):
         return None, final
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.pid{os.getpid()}{TMP_SUFFIX}")
@@ -131,7 +121,7 @@ def _missing(texts, ids, digests, found) -> list[tuple[bytes, str]]:
     return sorted(todo.items(), key=lambda item: (-len(item[1]), item[0]))
 
 
-def _encode_missing(todo, prompt, role, model, namespace, encoder, chunk_size, sink) -> float:
+def _encode_missing(todo, role, model, namespace, encoder, chunk_size, sink) -> float:
     """Encode in chunks of the encoder's ``chunk_size`` (or ``chunk_size`` when given), storing
     each finished chunk at once, so a kill loses at most the chunks in flight. Remote encoders
     take one request per chunk, ``parallel_requests`` at a time."""
@@ -144,13 +134,13 @@ def _encode_missing(todo, prompt, role, model, namespace, encoder, chunk_size, s
 
     def run(chunk):
         t0 = time.perf_counter()
-        raw = encoder.get().encode([prompt + text for _, text in chunk], role)
+        raw = encoder.get().encode([text for _, text in chunk], role)
         return chunk, raw, time.perf_counter() - t0
 
     def finish(chunk, raw, elapsed):
-        vectors = check_vectors(raw, len(chunk), model.dim, f"{model.key} encoder")
+        rows_of, out, width = sink  # where each digest's vector goes
+        vectors = check_vectors(raw, len(chunk), width, f"{model.key} encoder")
         namespace.store([d for d, _ in chunk], vectors, elapsed / parallel)
-        rows_of, out = sink  # where each digest's vector goes
         for (digest, _), vector in zip(chunk, vectors):
             out[rows_of[digest]] = vector
         bar.update(len(chunk))

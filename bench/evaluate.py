@@ -11,6 +11,10 @@ import numpy as np
 from bench.metrics import mean_scores, per_query_scores
 from bench.search import Hits, Index
 
+# The version of what a cell's scores mean (search, transforms, metrics). Part of every cell's
+# identity: bump it when a change alters any score, so no stored cell of the old code is reused.
+SCORING_VERSION = 2
+
 
 @dataclass(frozen=True)
 class CellScores:

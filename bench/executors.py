@@ -57,14 +57,14 @@ def run_local(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) ->
 def _local_task(the_plan: Plan, model, backend, task, cache, lazy, run_dir: Path) -> list[dict]:
     encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy)
     out, costs = [], None
-    for dim, precision in tqdm(grid(the_plan.config, model), desc=f"evaluate {model.key} on {task}", disable=None):
+    for dim, precision in tqdm(grid(the_plan.config, model, backend), desc=f"evaluate {model.key} on {task}", disable=None):
         cell = Cell(model.key, task, backend.id, dim, precision)
-        record = units.read_cell(run_dir, cell)
+        record = units.read_cell(the_plan, run_dir, cell)
         if record is None:
             if costs is None:  # measured once per (model, backend, task), only if a cell needs it
                 costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
             record = units.evaluate_cell(the_plan, cell, model, encoded.docs, encoded.queries, costs)
-            units.write_cell(run_dir, cell, record)
+            units.write_cell(the_plan, run_dir, cell, record)
         out.append(record)
     return out
 
@@ -85,13 +85,13 @@ def encode_task(the_plan: Plan, model_key: str, backend: BackendSpec, task: str,
 
 def cell_task(the_plan: Plan, cell: Cell, backend: BackendSpec, costs: dict, run_dir: Path) -> dict:
     """Dask task: evaluate one cell from the cached vectors (never encoding) and write its file."""
-    record = units.read_cell(run_dir, cell)
+    record = units.read_cell(the_plan, run_dir, cell)
     if record is not None:
         return record
     model = the_plan.models[cell.model]
     encoded = units.cached_vectors(the_plan, model, backend, cell.task, EmbeddingCache(the_plan.config.cache_dir))
     record = units.evaluate_cell(the_plan, cell, model, encoded.docs, encoded.queries, costs)
-    units.write_cell(run_dir, cell, record)
+    units.write_cell(the_plan, run_dir, cell, record)
     return record
 
 
@@ -115,7 +115,7 @@ def run_on_dask(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) 
                 for task in config.tasks:
                     costs = client.submit(encode_task, plan_future, model.key, backend, task, encoder_factory,
                                           resources=resources, retries=RETRIES, pure=False)  # fmt: skip
-                    for dim, precision in grid(config, model):
+                    for dim, precision in grid(config, model, backend):
                         cell = Cell(model.key, task, backend.id, dim, precision)
                         futures.append(client.submit(cell_task, plan_future, cell, backend, costs, run_dir,
                                                      retries=RETRIES, pure=False))  # fmt: skip

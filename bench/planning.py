@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.config import validate
 from bench.models import model_registry
 from bench.taskdata import subset
 from bench.tasks import load_task, task_registry
-from bench.types import ModelSpec, Precision, SweepConfig, TaskData, TaskSpec
+from bench.encoders import output_width, vector_identity
+from bench.evaluate import SCORING_VERSION
+from bench.types import BackendSpec, ModelSpec, Precision, Role, SweepConfig, TaskData, TaskSpec
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything a sweep needs, validated before anything is written."""
+    """Everything a sweep needs, validated before anything is written, with the identity of
+    every input: a digest of each task's data and of each (model, backend)'s vectors."""
 
     config: SweepConfig
     models: dict[str, ModelSpec]
     tasks: dict[str, TaskSpec]
     data: dict[str, TaskData]
+    task_digests: dict[str, str] = field(default_factory=dict)
+    vector_digests: dict[tuple[str, str], str] = field(default_factory=dict)  # (model key, backend id)
+
+    def inputs_fingerprint(self) -> str:
+        """The content of every input and the scoring code's version, in one digest."""
+        blob = {"tasks": self.task_digests, "vectors": {f"{m}|{b}": d for (m, b), d in self.vector_digests.items()},
+                "scoring": SCORING_VERSION}  # fmt: skip
+        return digest(blob)
 
 
 def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
@@ -32,13 +43,37 @@ def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
     data = {name: load_task(spec) for name, spec in tasks.items()}
     if config.limit:
         data = {name: subset(d, config.limit) for name, d in data.items()}
-    return Plan(config, {m: model_reg.get(m) for m in config.models}, tasks, data)
+    models = {m: model_reg.get(m) for m in config.models}
+    vectors = {(m.key, b.id): digest([vector_identity(m, b, role, config.cache_dir) for role in Role])
+               for m in models.values() for b in config.backends}  # fmt: skip
+    task_digests = {name: task_digest(tasks[name], d) for name, d in data.items()}
+    return Plan(config, models, tasks, data, task_digests, vectors)
 
 
-def grid(config: SweepConfig, model: ModelSpec) -> list[tuple[int, Precision]]:
-    """The (dim, precision) cells for a model; the float32 full-width reference is always in."""
+def digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:24]
+
+
+def task_digest(spec: TaskSpec, data: TaskData) -> str:
+    """A digest of what a task scores: every document, query and judgement, and the rules that
+    apply to them (split, subset, main score, the identical-id rule)."""
+    h = hashlib.sha256()
+    for part in (data.corpus, data.queries):
+        for key in sorted(part):
+            h.update(f"{key}\0{part[key]}\1".encode("utf-8"))
+        h.update(b"\2")
+    for qid in sorted(data.qrels):
+        h.update(json.dumps([qid, sorted(data.qrels[qid].items())]).encode("utf-8"))
+    rules = [spec.name, spec.split, spec.subset, spec.main_score, data.ignore_identical_ids]
+    h.update(json.dumps(rules).encode("utf-8"))
+    return h.hexdigest()[:24]
+
+
+def grid(config: SweepConfig, model: ModelSpec, backend: BackendSpec) -> list[tuple[int, Precision]]:
+    """The (dim, precision) cells of a model on a backend; the float32 cell at the backend's full
+    width (the model's, or a server's ``dimensions``) is always in, as the reference."""
     cells = [(d, p) for d in config.dims for p in config.precisions]
-    reference = (model.dim, Precision.FLOAT32)
+    reference = (output_width(model, backend), Precision.FLOAT32)
     return cells if reference in cells else [reference, *cells]
 
 

@@ -15,7 +15,7 @@ from bench.executors import EXECUTORS
 from bench.frames import write_results
 from bench.manifest import write_manifest
 from bench.planning import Plan, plan
-from bench.results import MANIFEST
+from bench.results import MANIFEST, read_json
 from bench.rundir import discard_if_empty, open_run_dir
 from bench.types import SweepConfig
 
@@ -34,6 +34,17 @@ def _seed(seed: int) -> None:
         pass
 
 
+def _note_changed_inputs(the_plan: Plan, run) -> None:
+    """On resume: say so when the inputs changed since the run began (its cells are recomputed)."""
+    path = run.path / MANIFEST
+    if run.made_here or not path.is_file():
+        return
+    old = read_json(path).get("inputs_fingerprint")
+    if old and old != the_plan.inputs_fingerprint():
+        log.warning("%s: the task data, model or backend changed since this run began; cells computed from the "
+                    "old inputs are computed again", run.path.name)  # fmt: skip
+
+
 def run(
     config: SweepConfig,
     tasks_dir: Path | None = None,
@@ -43,6 +54,7 @@ def run(
     """Run a whole sweep and write its results; returns the run directory."""
     the_plan = plan(config, tasks_dir)
     run = open_run_dir(config, run_id)
+    _note_changed_inputs(the_plan, run)
     try:
         _seed(config.seed)
         started = datetime.now(timezone.utc)

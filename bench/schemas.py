@@ -193,7 +193,7 @@ class ModelSchema(Schema):
     name: Annotated[Text, Field(min_length=1, max_length=300)]
     revision: Annotated[Text, Field(min_length=1, max_length=200)]
     dim: Annotated[int, Field(ge=1, le=1_000_000)]
-    max_length: Annotated[int, Field(ge=1, le=10_000_000)]
+    max_length: Annotated[int, Field(ge=1, le=10_000_000)] | None = None  # None: the checkpoint's own
     similarity: Literal["cosine"] = "cosine"
     weights_package: Annotated[str, AfterValidator(lambda v: _identifier(v))] = ""
     prompts: RoleTexts = RoleTexts()

@@ -58,12 +58,48 @@ def write_matrix(path: Path, shape: tuple[int, int], dtype, fill: Callable[[int,
         out[start:stop] = fill(start, stop)
     out.flush()
     del out
-    os.replace(tmp, path)
+    seal_matrix(tmp, path)
     return read_matrix(path)
 
 
 def read_matrix(path: Path) -> np.memmap:
     return np.load(path, mmap_mode="r")
+
+
+def _digest_file(path: Path) -> str:
+    from bench.weights import file_digest
+
+    return file_digest(path)
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def seal_matrix(tmp: Path, final: Path) -> None:
+    """Record the finished matrix's checksum, then move it into place (checksum first: a matrix
+    without one is never trusted)."""
+    from bench.cache import atomic_write_bytes
+
+    atomic_write_bytes(_checksum_path(final), _digest_file(tmp).encode())
+    os.replace(tmp, final)
+
+
+def matrix_intact(path: Path) -> bool:
+    """Whether a stored matrix still matches its checksum; a damaged one (or one without a
+    checksum) is deleted, with a warning, so it is rebuilt from the cache chunks."""
+    import logging
+
+    recorded = _checksum_path(path)
+    try:
+        ok = recorded.read_text().strip() == _digest_file(path)
+    except OSError:
+        ok = False
+    if not ok:
+        logging.getLogger(__name__).warning("%s does not match its checksum; rebuilding it", path.name)
+        path.unlink(missing_ok=True)
+        recorded.unlink(missing_ok=True)
+    return ok
 
 
 def column_ranges(source: np.ndarray, dim: int) -> tf.Int8Ranges:

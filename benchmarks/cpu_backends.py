@@ -22,7 +22,8 @@ from bench.config import default_cache_dir, load_config, with_overrides
 from bench.encoders import parse_backend
 from bench.flops import flops_per_token
 from bench.measure import matmul_peak_gflops
-from bench.models import model_registry, weights_location
+from bench.models import model_registry
+from bench.weights import weights_location
 from bench.results import read_run
 from bench.types import Precision
 

@@ -31,7 +31,7 @@ def minilm():
 def reference(minilm):
     from sentence_transformers import SentenceTransformer
 
-    from bench.models import weights_location
+    from bench.weights import weights_location
 
     st = SentenceTransformer(weights_location(minilm), device="cpu")
     return st.encode(TEXTS, convert_to_numpy=True)

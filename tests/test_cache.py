@@ -34,9 +34,10 @@ def test_key_separates_roles_backends_and_prompts(tmp_path):
     keys = {
         "doc": namespace_key(MODEL, CPU, Role.DOCUMENT),
         "query": namespace_key(MODEL, CPU, Role.QUERY),
+        "torch": namespace_key(MODEL, BackendSpec("torch", "cpu", "float32"), Role.QUERY),
         "bf16": namespace_key(MODEL, BackendSpec("torch", "cpu", "bfloat16"), Role.QUERY),
         "prompt": namespace_key(ModelSpec(**{**MODEL.__dict__, "prompts": {"query": "q: "}}), CPU, Role.QUERY),
-        "len": namespace_key(ModelSpec(**{**MODEL.__dict__, "max_length": 8}), CPU, Role.QUERY),
+        "len": namespace_key(ModelSpec(**{**MODEL.__dict__, "max_length": 8}), BackendSpec("torch"), Role.QUERY),
     }
     cache = EmbeddingCache(tmp_path)
     assert len({cache.namespace(k).id for k in keys.values()}) == len(keys)

@@ -114,12 +114,12 @@ def test_finished_batches_are_cached_and_a_rerun_sends_only_the_rest(toy_tasks_d
         config = with_overrides(base, backends=(_backend(server, batch_size=2),))
         with pytest.raises(EncoderError):
             runner.run(config, toy_tasks_dir)
-    sent_first = sum(len(b["input"]) for b in server.requests[:2])
-    assert sent_first == 4
-    with FakeEmbeddingServer() as server:
-        config = with_overrides(base, backends=(_backend(server, batch_size=2),))  # other port, same cache key
+        sent_first = sum(len(b["input"]) for b in server.requests[:2])
+        assert sent_first == 4
+        sent = len(server.requests)
+        server.faults = []  # the same server, healthy again
         run_dir = runner.run(config, toy_tasks_dir)
-    docs_sent = sum(len(b["input"]) for b in server.requests if b["input_type"] == "passage")
+    docs_sent = sum(len(b["input"]) for b in server.requests[sent:] if b["input_type"] == "passage")
     assert docs_sent == 6 - 4  # only what the failed run had not finished
     _, rows = read_run(run_dir)
     assert len(rows) == 18 and rows.backend.iloc[0] == "http-fake"
@@ -182,13 +182,21 @@ def test_remote_backend_options_are_validated():
         parse_backend({"kind": "http", "name": "x"})
 
 
-def test_cache_key_follows_what_changes_vectors_not_the_url():
+def test_cache_key_follows_the_server_and_what_changes_vectors(monkeypatch):
     from bench.embed import namespace_key
+
+    monkeypatch.setenv("X", "secret-key")
 
     def key(**options):
         spec = {"kind": "http", "name": "a", "url": "http://127.0.0.1:1/v1/embeddings", **options}
         return namespace_key(MODEL, parse_backend(spec), Role.QUERY)
 
-    assert key() == key(url="http://127.0.0.1:2/v1/embeddings", timeout=5, api_key_env="X")
-    assert key() != key(dimensions=16) and key() != key(encoding_format="base64") and key() != key(model="other")
+    # the same server however it is written, and settings that do not change vectors
+    assert key() == key(url="http://user:pw@127.0.0.1:1/v1/embeddings?api_key=k", timeout=5, api_key_env="X")
+    assert key(url="http://Example.com/v1") == key(url="http://example.com:80/v1")
+    # another server, backend name, protocol, model, format or width: other vectors
+    assert key() != key(url="http://127.0.0.1:2/v1/embeddings") and key() != key(url="http://127.0.0.1:1/other")
+    assert key() != key(name="b") and key() != key(protocol="tei") and key() != key(model="other")
+    assert key() != key(dimensions=16) and key() != key(encoding_format="base64")
+    assert "secret-key" not in str(key(api_key_env="X")) and "pw" not in str(key(url="http://u:pw@h/x"))
     assert namespace_key(MODEL, parse_backend("hashing"), Role.QUERY) != namespace_key(MODEL, parse_backend("hashing"), Role.DOCUMENT)

@@ -7,6 +7,7 @@ import pytest
 from bench import runner
 from bench.config import load_config, with_overrides
 from bench.results import read_per_query, read_run
+from bench.encoders import prompted
 from bench.testing import HashingEncoder
 from bench.types import Role
 
@@ -92,12 +93,12 @@ def test_prompts_reach_the_encoder_and_roles_never_share_vectors(tmp_path, toy_s
     write_models(toy_tasks_dir, {"toy": {**TOY_MODEL, "prompts": {"query": "query: ", "document": "passage: "}}})
     seen = []
 
-    class Spy(HashingEncoder):
+    class Spy(HashingEncoder):  # records what the encoder hashes: the texts with the model's prompt
         def encode(self, texts, role):
-            seen.extend((role, t) for t in texts)
+            seen.extend((role, t) for t in prompted(texts, self.prompts, role))
             return super().encode(texts, role)
 
-    runner.run(load_config(toy_sweep), toy_tasks_dir, encoder_factory=lambda m, b, n: Spy(m.dim))
+    runner.run(load_config(toy_sweep), toy_tasks_dir, encoder_factory=lambda m, b, n: Spy(m.dim, dict(m.prompts)))
     assert all(t.startswith("query: ") for r, t in seen if r is Role.QUERY)
     assert all(t.startswith("passage: ") for r, t in seen if r is Role.DOCUMENT)
 

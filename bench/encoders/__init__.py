@@ -4,7 +4,8 @@ encoder of that kind is built.
 
 The contract is tiny: ``encode(texts, role) -> float32 array of shape (len(texts), dim)``, plus
 ``count_tokens(texts)`` and ``n_parameters`` for the cost measurements, and ``close()`` to stop
-work in flight. An encoder never sees a
+work in flight. Texts arrive as they are in the task; the encoder applies the model's prompt
+for the role (it is built from the model spec, so it knows them). An encoder never sees a
 task; prompts are prepended by the harness before it is called.
 """
 
@@ -30,7 +31,7 @@ class Encoder(Protocol):
     chunk_size: int  # texts the harness hands over per encode call (each result is cached at once)
 
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
-        """Embed ``texts`` (already prompted) for ``role``; one row per text."""
+        """Embed ``texts`` for ``role`` (applying the model's prompt for it); one row per text."""
         ...
 
     def count_tokens(self, texts: Sequence[str]) -> int:
@@ -55,7 +56,12 @@ EncoderFactory = Callable[[ModelSpec, BackendSpec, EncoderOptions], Encoder]
 
 @dataclass(frozen=True)
 class BackendKind:
-    """A family of backends: where its encoder is built, and the devices and dtypes it accepts."""
+    """A family of backends: where its encoder is built and where its vectors' identity is
+    computed, and the devices and dtypes it accepts.
+
+    ``fingerprint`` names a function ``(model, backend, role, cache_root) -> dict`` in the
+    backend's own module: everything that changes that backend's vectors, computed without
+    loading the model. Each backend owns its list; there is no shared one to forget a field of."""
 
     factory: str  # "module:callable" taking (ModelSpec, BackendSpec, EncoderOptions)
     devices: tuple[str, ...]
@@ -64,8 +70,37 @@ class BackendKind:
     required_options: tuple[str, ...] = ()
 
     def load_factory(self) -> EncoderFactory:
-        module, _, name = self.factory.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return _load(self.factory)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.factory.partition(":")[0] + ":fingerprint"
+
+
+def _load(path: str):
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def vector_identity(model: ModelSpec, backend: BackendSpec, role: Role, cache_root: Path | None) -> dict:
+    """The full identity of the vectors ``model`` gets from ``backend`` for ``role``: the embedding
+    cache's key (with the text's digest), written beside every cached vector."""
+    kind = BACKENDS.get(backend.kind)
+    return {"backend": backend.kind, "model": model.name, "revision": model.revision, "role": role.value,
+            "width": output_width(model, backend), **_load(kind.fingerprint)(model, backend, role, cache_root)}  # fmt: skip
+
+
+def output_width(model: ModelSpec, backend: BackendSpec) -> int:
+    """Width of the vectors a backend returns: the model's, or a server's ``dimensions`` (MRL)."""
+    dimensions = backend.option("dimensions")
+    return int(dimensions) if dimensions else model.dim
+
+
+def prompted(texts: Sequence[str], prompts: dict[str, str], role: Role) -> list[str]:
+    """``texts`` with the registry's prompt for ``role`` in front (for backends that take plain
+    text; the torch backend lets sentence-transformers apply prompts, as the checkpoint says)."""
+    prompt = prompts.get(role.value, "")
+    return [prompt + t for t in texts] if prompt else list(texts)
 
 
 # Settings of the http backend a sweep may give (bench.encoders.http reads them).

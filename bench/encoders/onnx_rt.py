@@ -21,10 +21,11 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.encoders import EncoderOptions
+from bench.encoders import EncoderOptions, prompted
 from bench.encoders.batching import mean_pool, pad, sorted_batches
 from bench.errors import InputError
 from bench.types import BackendSpec, ModelSpec, Role
+from bench.weights import weights_identity
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -33,12 +34,33 @@ OPSET = 17
 QUANTIZATION = {"weight_type": "QInt8", "per_channel": True, "op_types_to_quantize": ["MatMul"]}
 
 
-def export_dir(model: ModelSpec, cache_dir: Path) -> Path:
-    """Where this model's export lives (keyed by model, revision, length and exporter)."""
-    import torch
+def export_identity(model: ModelSpec, cache_dir: Path) -> dict:
+    """What an export depends on: the weights' content, the module chain, the token limit and
+    the exporter (opset, torch version, quantization settings)."""
+    import importlib.metadata
 
-    key = json.dumps([model.name, model.revision, model.max_length, OPSET, torch.__version__, QUANTIZATION])
+    return {"weights": weights_identity(model, cache_dir), "strip_modules": list(model.strip_modules),
+            "max_length": model.max_length or "<checkpoint>", "opset": OPSET,
+            "torch": importlib.metadata.version("torch"), "quantization": QUANTIZATION}  # fmt: skip
+
+
+def export_dir(model: ModelSpec, cache_dir: Path) -> Path:
+    """Where this model's export lives (keyed by everything the export depends on)."""
+    key = json.dumps(export_identity(model, cache_dir), sort_keys=True)
     return Path(cache_dir) / "onnx" / hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def fingerprint(model: ModelSpec, backend: BackendSpec, role: Role, cache_root) -> dict:
+    """The export's identity, the runtime that runs it (ONNX Runtime's major.minor), the dtype,
+    the device class and the prompt."""
+    import importlib.metadata
+
+    try:
+        runtime = ".".join(importlib.metadata.version("onnxruntime").split(".")[:2])
+    except importlib.metadata.PackageNotFoundError:
+        runtime = "absent"
+    return {**export_identity(model, cache_root), "onnxruntime": runtime, "dtype": backend.dtype,
+            "device": backend.device, "prompt": model.prompts.get(role.value, "<checkpoint>")}  # fmt: skip
 
 
 def _pooling(st) -> dict:
@@ -49,10 +71,24 @@ def _pooling(st) -> dict:
         raise InputError("onnx backend: the model must be a Transformer followed by Pooling")
     if any(not isinstance(m, Normalize) for m in modules[2:]):
         raise InputError("onnx backend: only a Normalize module may follow Pooling")
-    mode = modules[1].get_config_dict()["pooling_mode"]
+    config = modules[1].get_config_dict()
+    mode = config["pooling_mode"]
     if mode not in ("mean", "cls"):
         raise InputError(f"onnx backend: pooling mode {mode!r} is not supported (mean or cls)")
+    if config.get("include_prompt", True) is False:
+        raise InputError("onnx backend: pooling that leaves the prompt out (include_prompt: false) is not "
+                         "supported; use the torch backend for this model")  # fmt: skip
     return {"mode": mode, "normalize": len(modules) > 2}
+
+
+def _checkpoint_prompts(st) -> dict[str, str]:
+    """The prompt per role sentence-transformers' encode_query / encode_document would use."""
+    prompts, default = dict(st.prompts or {}), st.default_prompt_name
+    out = {}
+    for role, names in (("query", ["query"]), ("document", ["document", "passage", "corpus"])):
+        name = next((n for n in names if n in prompts), default)
+        out[role] = prompts.get(name, "") if name else ""
+    return out
 
 
 def _export(model: ModelSpec, target: Path) -> None:
@@ -78,7 +114,8 @@ def _export(model: ModelSpec, target: Path) -> None:
         warnings.simplefilter("ignore")
         _trace(HiddenStates(), tuple(example[n] for n in names), target, names, axes)
     (target / "tokenizer.json").write_text(st.tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
-    meta = {"inputs": names, "pad_id": st.tokenizer.pad_token_id, **_pooling(st)}
+    meta = {"inputs": names, "pad_id": st.tokenizer.pad_token_id, "max_length": st.max_seq_length,
+            "prompts": _checkpoint_prompts(st), **_pooling(st)}  # fmt: skip
     (target / "config.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
@@ -132,7 +169,8 @@ class OnnxEncoder:
         self.config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(model.max_length)
+        self.tokenizer.enable_truncation(model.max_length or self.config["max_length"])
+        self.prompts = {**self.config.get("prompts", {}), **model.prompts}  # the registry's win
         path = folder / ("model-int8.onnx" if backend.dtype == "int8" else "model.onnx")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -140,8 +178,8 @@ class OnnxEncoder:
         self.batch_size = options.batch_size
         self.n_parameters = _count_parameters(path)
 
-    def _tokenize(self, texts: Sequence[str]):
-        return self.tokenizer.encode_batch(list(texts))
+    def _tokenize(self, texts: Sequence[str], role: Role = Role.DOCUMENT):
+        return self.tokenizer.encode_batch(prompted(texts, self.prompts, role))
 
     parallel_requests = 1
     chunk_size = 512
@@ -153,7 +191,7 @@ class OnnxEncoder:
         """Nothing runs in the background."""
 
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
-        encodings = self._tokenize(texts)
+        encodings = self._tokenize(texts, role)
         out: np.ndarray | None = None
         for batch in sorted_batches([len(e.ids) for e in encodings], self.batch_size):
             ids, mask = pad([encodings[i].ids for i in batch], self.config["pad_id"])
