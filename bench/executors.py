@@ -45,7 +45,7 @@ def run_local(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) ->
             lazy = _lazy_encoder(the_plan, model, backend, encoder_factory)
             measure.reset_peak_rss()  # this backend's peak memory starts here
             measure.cuda_peak_reset()
-            for task in the_plan.config.tasks:
+            for task in the_plan.tasks:
                 records += _local_task(the_plan, model, backend, task, cache, lazy, run_dir)
             del lazy  # free the model before the next backend loads
     return records
@@ -56,7 +56,7 @@ def _local_task(the_plan: Plan, model, backend, task, cache, lazy, run_dir: Path
     out, costs = [], None
     for dim, precision in tqdm(grid(the_plan.config, model), desc=f"evaluate {model.key} on {task}", disable=None):
         cell = Cell(model.key, task, backend.id, dim, precision)
-        record = units.read_cell(run_dir, cell)
+        record = units.read_cell(the_plan, run_dir, cell)
         if record is None:
             if costs is None:  # measured once per (model, backend, task), only if a cell needs it
                 costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
@@ -79,7 +79,7 @@ def encode_task(the_plan: Plan, model_key: str, backend: BackendSpec, task: str,
 
 def cell_task(the_plan: Plan, cell: Cell, backend: BackendSpec, costs: dict, run_dir: Path) -> dict:
     """Dask task: evaluate one cell from the cached vectors (never encoding) and write its file."""
-    record = units.read_cell(run_dir, cell)
+    record = units.read_cell(the_plan, run_dir, cell)
     if record is not None:
         return record
     model = the_plan.models[cell.model]
@@ -106,7 +106,7 @@ def run_on_dask(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) 
         for model in the_plan.models.values():
             for backend in config.backends:
                 resources = {"GPU": 1} if backend.device == "cuda" else None
-                for task in config.tasks:
+                for task in the_plan.tasks:
                     costs = client.submit(encode_task, plan_future, model.key, backend, task, encoder_factory,
                                           resources=resources, retries=RETRIES, pure=False)  # fmt: skip
                     for dim, precision in grid(config, model):

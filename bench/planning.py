@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.config import validate
+from bench.errors import InputError
 from bench.models import model_registry
 from bench.taskdata import subset
 from bench.tasks import load_task, task_registry
@@ -20,19 +21,33 @@ class Plan:
 
     config: SweepConfig
     models: dict[str, ModelSpec]
-    tasks: dict[str, TaskSpec]
+    tasks: dict[str, TaskSpec]  # by task key: one (split, subset) each, in sweep order
     data: dict[str, TaskData]
 
 
 def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
     """Validate names and dimensions and load every task's data (raising ``InputError`` early)."""
     validate(config, tasks_dir)
-    model_reg, task_reg = model_registry(tasks_dir), task_registry(tasks_dir)
-    tasks = {name: task_reg.get(name) for name in config.tasks}
-    data = {name: load_task(spec) for name, spec in tasks.items()}
+    model_reg = model_registry(tasks_dir)
+    tasks = expand_tasks(config.tasks, tasks_dir)
+    data = {key: load_task(spec) for key, spec in tasks.items()}
     if config.limit:
         data = {name: subset(d, config.limit) for name, d in data.items()}
     return Plan(config, {m: model_reg.get(m) for m in config.models}, tasks, data)
+
+
+def expand_tasks(names: tuple[str, ...], tasks_dir: Path | None = None) -> dict[str, TaskSpec]:
+    """Every (split, subset) the sweep's task names stand for, by task key. Two keys naming the
+    same (task, split, subset) are refused: MTEB's result of a task holds each pair once."""
+    registry, tasks, seen = task_registry(tasks_dir), {}, {}
+    for name in names:
+        for key, spec in registry.expand(name).items():
+            identity = (spec.name, spec.split, spec.subset)
+            if identity in seen or key in tasks:
+                raise InputError(f"tasks {seen.get(identity, key)!r} and {name!r} both evaluate {spec.name} "
+                                 f"split {spec.split!r} subset {spec.subset!r}; keep one")  # fmt: skip
+            seen[identity], tasks[key] = name, spec
+    return tasks
 
 
 def grid(config: SweepConfig, model: ModelSpec) -> list[tuple[int, Precision]]:

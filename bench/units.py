@@ -7,6 +7,7 @@ An executor decides only where and in which order units run (``bench.executors``
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from bench.evaluate import evaluate_index
 from bench.planning import Plan
 from bench.search import build_index
 from bench.types import BackendSpec, Cell, ModelSpec, Role, SweepConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,29 @@ def cell_path(run_dir: Path, cell: Cell) -> Path:
     return run_dir / "cells" / f"{cell.key}.json"
 
 
-def read_cell(run_dir: Path, cell: Cell) -> dict | None:
-    """A cell finished by an earlier, interrupted run with this id (None when there is none)."""
+def cell_identity(the_plan: Plan, cell: Cell) -> dict:
+    """Everything that names a cell's result: the grid point and its task's full identity."""
+    spec = the_plan.tasks[cell.task]
+    return {
+        "cell": {"model": cell.model, "task": cell.task, "backend": cell.backend, "dim": cell.dim,
+                 "precision": cell.precision.value},
+        "task": {"task_name": spec.name, "split": spec.split, "subset": spec.subset, "dataset_revision": spec.revision,
+                 "main_score_name": spec.main_score, "query_filter": spec.query_filter},
+    }  # fmt: skip
+
+
+def read_cell(the_plan: Plan, run_dir: Path, cell: Cell) -> dict | None:
+    """A cell finished by an earlier, interrupted run with this id (None when there is none, or
+    when the file's identity is not this cell's: then it is evaluated again and overwritten)."""
     path = cell_path(run_dir, cell)
-    return results.read_json(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    record, identity = results.read_json(path), cell_identity(the_plan, cell)
+    info = record.get("info", {})
+    if record.get("cell") != identity["cell"] or any(info.get(k) != v for k, v in identity["task"].items()):
+        log.warning("%s: written for another cell or task identity; evaluating it again", path)
+        return None
+    return record
 
 
 def write_cell(run_dir: Path, cell: Cell, record: dict) -> None:
@@ -85,26 +107,21 @@ def write_cell(run_dir: Path, cell: Cell, record: dict) -> None:
 
 def evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, costs: dict) -> dict:
     """Build the cell's index, search exactly, score; the cell's record (not yet written)."""
-    config, spec, data = the_plan.config, the_plan.tasks[cell.task], the_plan.data[cell.task]
+    config, data = the_plan.config, the_plan.data[cell.task]
     t0 = time.perf_counter()
     index = _build_index(cell, docs, config)
     scores = evaluate_index(index, queries, list(data.queries), list(data.corpus), data.qrels,
                             config.top_k, data.ignore_identical_ids)  # fmt: skip
+    identity = cell_identity(the_plan, cell)
     info = {
-        "model_name": model.name, "model_revision": model.revision, "task_name": spec.name,
-        "split": spec.split, "subset": spec.subset,
-        "dataset_revision": spec.revision, "main_score_name": spec.main_score,
+        "model_name": model.name, "model_revision": model.revision, **identity["task"],
         "bytes_per_vector": cell.precision.bytes_per_vector(cell.dim), "index_bytes": index.nbytes,
         "search_seconds": scores.search_seconds,
         "search_queries_per_second": len(queries) / scores.search_seconds if scores.search_seconds > 0 else None,
         "eval_seconds": time.perf_counter() - t0, **_search_latency(config, index, queries, len(data.corpus)),
         **costs,
     }  # fmt: skip
-    return {
-        "cell": {"model": cell.model, "task": cell.task, "backend": cell.backend, "dim": cell.dim,
-                 "precision": cell.precision.value},
-        "info": info, "metrics": scores.means, "per_query": scores.per_query,
-    }  # fmt: skip
+    return {"cell": identity["cell"], "info": info, "metrics": scores.means, "per_query": scores.per_query}
 
 
 def _build_index(cell: Cell, docs: np.ndarray, config: SweepConfig):
