@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from bench.errors import InputError
-from bench.taskdata import judged
+from bench.taskdata import document_text, judged
 from bench.types import TaskData, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def _read_qrels(path: Path) -> Iterator[tuple[str, str, int, str]]:
 
 
 def load_beir(spec: TaskSpec) -> TaskData:
-    """Load a BEIR folder the way MTEB does: documents are ``(title + " " + text).strip()``."""
+    """Load a BEIR folder; documents, queries and judgements follow MTEB's rules (``bench.taskdata``)."""
     folder = spec.path
     if not folder.is_dir():
         raise InputError(f"{folder}: task folder not found (task {spec.name}, {spec.defined_in})")
@@ -138,5 +138,5 @@ def load_beir(spec: TaskSpec) -> TaskData:
         if did not in docs:
             raise InputError(f"{where}: document id {did!r} is not in corpus.jsonl")
         qrels.setdefault(qid, {})[did] = score
-    corpus = {d: (r.get("title", "") + " " + r.get("text", "")).strip() for d, r in docs.items()}
+    corpus = {d: document_text(r.get("title", ""), r.get("text", "")) for d, r in docs.items()}
     return judged(spec, corpus, {q: r.get("text", "") for q, r in all_queries.items()}, qrels)

@@ -233,7 +233,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     models = [model_registry(args.tasks_dir).get(m) for m in args.models]
     for m in models:
         profile.require_architecture(m)
-    tasks = {name: list(load_task(task_registry(args.tasks_dir).get(name)).corpus.values()) for name in args.task}
+    registry = task_registry(args.tasks_dir)
+    specs = {key: spec for name in args.task for key, spec in registry.expand(name).items()}
+    tasks = {key: list(load_task(spec).corpus.values()) for key, spec in specs.items()}
     started = datetime.now(timezone.utc)
     run_dir = args.output_dir / f"profile-{started:%Y%m%d-%H%M%S}"
     try:
@@ -313,7 +315,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.what == "tasks":
         for name in (reg := task_registry(args.tasks_dir)):
             spec = reg.get(name)
-            print(f"{name}\t{spec.source}\tsplit={spec.split}\tmain={spec.main_score}\t{spec.license}")
+            print(f"{name}\t{spec.source}\tsplit={spec.split or '(all)'}\tsubset={spec.subset or '(all)'}\t"
+                  f"main={spec.main_score or '(from MTEB)'}\t{spec.license}")
     else:
         for name in (reg := model_registry(args.tasks_dir)):
             spec = reg.get(name)

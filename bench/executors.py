@@ -46,7 +46,7 @@ def run_local(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) ->
             measure.reset_peak_rss()  # this backend's peak memory starts here
             measure.cuda_peak_reset()
             try:
-                for task in the_plan.config.tasks:
+                for task in the_plan.tasks:
                     records += _local_task(the_plan, model, backend, task, cache, lazy, run_dir)
             finally:
                 lazy.close()
@@ -112,7 +112,7 @@ def run_on_dask(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) 
         for model in the_plan.models.values():
             for backend in config.backends:
                 resources = {"GPU": 1} if backend.device == "cuda" else None
-                for task in config.tasks:
+                for task in the_plan.tasks:
                     costs = client.submit(encode_task, plan_future, model.key, backend, task, encoder_factory,
                                           resources=resources, retries=RETRIES, pure=False)  # fmt: skip
                     for dim, precision in grid(config, model, backend):

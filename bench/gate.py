@@ -21,7 +21,7 @@ import pandas as pd
 from bench import results
 from bench.cells import CELL_KEYS as CELL
 from bench.errors import InputError, unknown
-from bench.metrics import ALL_METRICS, QUALITY_METRICS
+from bench.metrics import ALL_METRICS, GATED_QUALITY
 
 GRID_KEYS = ("models", "tasks", "backends", "dims", "precisions", "top_k", "rescore_multiplier", "limit")
 DEFAULT_TOLERANCE = {"quality": ("abs", 0.005), "cost": ("rel", 0.25)}
@@ -43,6 +43,8 @@ def _cell_metrics(row: pd.Series, intervals: pd.DataFrame) -> dict:
     for _, iv in intervals.iterrows():
         if iv.metric in out:
             out[iv.metric].update(ci_low=float(iv.ci_low), ci_high=float(iv.ci_high))
+    if "main_score" in out and pd.notna(row.get("main_score_ci_low")):
+        out["main_score"].update(ci_low=float(row["main_score_ci_low"]), ci_high=float(row["main_score_ci_high"]))
     return out
 
 
@@ -53,7 +55,8 @@ def make_baseline(run_dir: Path) -> dict:
     cells = []
     for _, row in rows.iterrows():
         mask = (intervals[list(CELL)] == row[list(CELL)].values).all(axis=1)
-        cells.append({**{k: _plain(row[k]) for k in CELL}, "metrics": _cell_metrics(row, intervals[mask])})
+        cells.append({**{k: _plain(row[k]) for k in CELL}, "main_score_name": str(row["main_score_name"]),
+                      "metrics": _cell_metrics(row, intervals[mask])})  # fmt: skip
     grid = grid_of(manifest)
     return {
         "kind": "bench-baseline", "schema_version": results.SCHEMA_VERSION,
@@ -84,7 +87,7 @@ class Finding:
 def tolerance_for(metric: str, overrides: dict[str, tuple[str, float]]) -> tuple[str, float]:
     if metric in overrides:
         return overrides[metric]
-    return DEFAULT_TOLERANCE["quality" if metric in QUALITY_METRICS else "cost"]
+    return DEFAULT_TOLERANCE["quality" if metric in GATED_QUALITY else "cost"]
 
 
 def parse_tolerances(specs: list[str]) -> dict[str, tuple[str, float]]:
@@ -99,7 +102,7 @@ def parse_tolerances(specs: list[str]) -> dict[str, tuple[str, float]]:
             number = -1.0
         if kind not in ("abs", "rel") or not math.isfinite(number) or number < 0:  # nan would pass everything
             raise InputError(f"--tolerance {spec!r}: expected METRIC=abs:X or METRIC=rel:X with X a finite number >= 0")
-        names = QUALITY_METRICS if name == "quality" else [m for m in ALL_METRICS if m not in QUALITY_METRICS] \
+        names = GATED_QUALITY if name == "quality" else [m for m in ALL_METRICS if m not in GATED_QUALITY] \
             if name == "cost" else [name]  # fmt: skip
         for metric in names:
             if metric not in ALL_METRICS:
@@ -115,12 +118,14 @@ def check(run_dir: Path, baseline: dict, metrics: list[str] | None, tolerances: 
         diff = {k: (baseline["grid"].get(k), grid_of(manifest).get(k)) for k in GRID_KEYS
                 if baseline["grid"].get(k) != grid_of(manifest).get(k)}  # fmt: skip
         raise InputError(f"run and baseline have different configurations: {diff}")
-    names = metrics or list(QUALITY_METRICS)
     findings = []
     for cell in baseline["cells"]:
         match = rows[(rows[list(CELL)] == pd.Series({k: cell[k] for k in CELL})).all(axis=1)]
         if match.empty:
             raise InputError(f"cell {[cell[k] for k in CELL]} is in the baseline but not in the run")
+        _same_main_score(cell, match.iloc[0])
+        # A baseline older than main_score in baselines still checks every metric it holds.
+        names = metrics or [m for m in GATED_QUALITY if m in cell["metrics"] or m != "main_score"]
         for metric in names:
             findings.append(_compare(cell, match.iloc[0], metric, tolerances, outside_ci))
     if not findings:
@@ -136,6 +141,14 @@ def read_baseline(path: Path) -> dict:
     baseline = results.read_json(path)
     validated(BaselineSchema, baseline, str(path))
     return baseline
+
+
+def _same_main_score(cell: dict, row: pd.Series) -> None:
+    """The baseline's main score must be the run's: comparing nDCG@10 with nDCG@1 proves nothing."""
+    name = cell.get("main_score_name")
+    if name and name != row["main_score_name"]:
+        raise InputError(f"cell {[cell[k] for k in CELL]}: the baseline's main score is {name}, "
+                         f"the run's is {row['main_score_name']}; make a new baseline")  # fmt: skip
 
 
 def _compare(cell: dict, row: pd.Series, metric: str, tolerances: dict, outside_ci: bool) -> Finding:

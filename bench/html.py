@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import report, results
+from bench.aggregate import task_aggregates
 from bench.cache import atomic_write_bytes
 
 CSS = """
@@ -53,6 +54,17 @@ def _quality(frame: pd.DataFrame, table_id: str) -> str:
             cells.append(f"<span{cls}>{r.main_score:.4f}</span> ({100 * r.retention:.1f}%){ci}")
         out[p] = cells
     return _table(out, table_id)
+
+
+def _aggregates(rows: pd.DataFrame) -> str:
+    """MTEB's aggregate of every task with more than one (split, subset) row; empty when none."""
+    agg = task_aggregates(rows)
+    agg = agg[agg.entries > 1]
+    if agg.empty:
+        return ""
+    shown = agg.assign(main_score=agg.main_score.map("{:.4f}".format)).map(_e)
+    head = "<h2>MTEB aggregates</h2><p>unweighted mean of the main score over splits and subsets</p>"
+    return head + _table(shown, "aggregates", left=3)
 
 
 def _manifest(manifest: dict) -> str:
@@ -104,6 +116,7 @@ def render_html(run_dir: Path) -> Path:
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>bench run {_e(manifest['run_id'])}</title>"
             f"<style>{CSS}</style></head><body><h1>bench run {_e(manifest['run_id'])}</h1>"
             f'<h2>Run</h2>{_manifest(manifest)}<h2>Quality</h2><div id="quality">{"".join(quality)}</div>'
+            f"{_aggregates(rows)}"
             f'<h2>Cost</h2><div id="costs">{_costs(rows)}</div><h2>Plots</h2><div id="plots">{_plots(run_dir)}</div>'
             "</body></html>")  # fmt: skip
     path = run_dir / "report.html"

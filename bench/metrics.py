@@ -53,6 +53,10 @@ METRICS: dict[str, Metric] = {
     f"{f}_at_{k}": Metric(f"{f}_at_{k}", True, _describe(f, k)) for f in FAMILIES for k in K_VALUES
 }
 QUALITY_METRICS = tuple(METRICS)
+# The task's main score (a copy of one quality metric, named by the task's metadata): what the
+# tables, retention, significance marks and the gate's default comparison are about.
+MAIN_SCORE = Metric("main_score", True, "the task's main score (MTEB metadata's main_score)")
+GATED_QUALITY = (MAIN_SCORE.name, *QUALITY_METRICS)
 
 COST_METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("documents_per_second", True, "encode throughput, documents per second"),
@@ -68,7 +72,7 @@ COST_METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("index_bytes", False, "size of the stored index"),
     Metric("bytes_per_vector", False, "bytes per stored document vector"),
 )}  # fmt: skip
-ALL_METRICS = {**METRICS, **COST_METRICS}
+ALL_METRICS = {**METRICS, MAIN_SCORE.name: MAIN_SCORE, **COST_METRICS}
 
 
 def _mrr(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]]):

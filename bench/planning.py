@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.config import validate
+from bench.errors import InputError
 from bench.models import model_registry
 from bench.taskdata import subset
 from bench.tasks import load_task, task_registry
@@ -23,7 +24,7 @@ class Plan:
 
     config: SweepConfig
     models: dict[str, ModelSpec]
-    tasks: dict[str, TaskSpec]
+    tasks: dict[str, TaskSpec]  # by task key: one (split, subset) each, in sweep order
     data: dict[str, TaskData]
     task_digests: dict[str, str] = field(default_factory=dict)
     vector_digests: dict[tuple[str, str], str] = field(default_factory=dict)  # (model key, backend id)
@@ -38,9 +39,9 @@ class Plan:
 def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
     """Validate names and dimensions and load every task's data (raising ``InputError`` early)."""
     validate(config, tasks_dir)
-    model_reg, task_reg = model_registry(tasks_dir), task_registry(tasks_dir)
-    tasks = {name: task_reg.get(name) for name in config.tasks}
-    data = {name: load_task(spec) for name, spec in tasks.items()}
+    model_reg = model_registry(tasks_dir)
+    tasks = expand_tasks(config.tasks, tasks_dir)
+    data = {key: load_task(spec) for key, spec in tasks.items()}
     if config.limit:
         data = {name: subset(d, config.limit) for name, d in data.items()}
     models = {m: model_reg.get(m) for m in config.models}
@@ -48,6 +49,20 @@ def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
                for m in models.values() for b in config.backends}  # fmt: skip
     task_digests = {name: task_digest(tasks[name], d) for name, d in data.items()}
     return Plan(config, models, tasks, data, task_digests, vectors)
+
+
+def expand_tasks(names: tuple[str, ...], tasks_dir: Path | None = None) -> dict[str, TaskSpec]:
+    """Every (split, subset) the sweep's task names stand for, by task key. Two keys naming the
+    same (task, split, subset) are refused: MTEB's result of a task holds each pair once."""
+    registry, tasks, seen = task_registry(tasks_dir), {}, {}
+    for name in names:
+        for key, spec in registry.expand(name).items():
+            identity = (spec.name, spec.split, spec.subset)
+            if identity in seen or key in tasks:
+                raise InputError(f"tasks {seen.get(identity, key)!r} and {name!r} both evaluate {spec.name} "
+                                 f"split {spec.split!r} subset {spec.subset!r}; keep one")  # fmt: skip
+            seen[identity], tasks[key] = name, spec
+    return tasks
 
 
 def digest(value: object) -> str:
@@ -64,7 +79,8 @@ def task_digest(spec: TaskSpec, data: TaskData) -> str:
         h.update(b"\2")
     for qid in sorted(data.qrels):
         h.update(json.dumps([qid, sorted(data.qrels[qid].items())]).encode("utf-8"))
-    rules = [spec.name, spec.split, spec.subset, spec.main_score, data.ignore_identical_ids]
+    rules = [spec.name, spec.split, spec.subset, spec.main_score, spec.query_filter, spec.revision,
+             data.ignore_identical_ids]  # fmt: skip
     h.update(json.dumps(rules).encode("utf-8"))
     return h.hexdigest()[:24]
 

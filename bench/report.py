@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import results
+from bench.aggregate import task_aggregates
 from bench.cache import atomic_write_bytes
 from bench.cells import GROUP_KEYS
 from bench.names import file_stem
@@ -59,9 +60,24 @@ def summary_markdown(rows: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def aggregate_table(rows: pd.DataFrame) -> str:
+    """Markdown: MTEB's aggregate (mean main score over splits and subsets) of every task that
+    has more than one (split, subset) row; empty when there is none."""
+    agg = task_aggregates(rows)
+    agg = agg[agg.entries > 1]
+    if agg.empty:
+        return ""
+    lines = ["| model | task | backend | dim | precision | main score | aggregate | entries | splits | subsets |",
+             "|---|---|---|---:|---|---|---:|---:|---|---|"]  # fmt: skip
+    for _, r in agg.iterrows():
+        lines.append(f"| {r.model} | {r.task_name} | {r.backend} | {r.dim} | {r.precision} | {r.main_score_name} | "
+                     f"{r.main_score:.4f} | {r.entries} | {r.splits} | {r.subsets} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def full_table(rows: pd.DataFrame) -> str:
-    cols = [*GROUP, "dim", "precision", "bytes_per_vector", "ndcg_at_10", "recall_at_100",
-            "mrr_at_10", "retention"]  # fmt: skip
+    cols = [*GROUP, "dim", "precision", "bytes_per_vector", "main_score_name", "main_score", "ndcg_at_10",
+            "recall_at_100", "mrr_at_10", "retention"]  # fmt: skip
     frame = rows[cols].copy()
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in frame.iterrows():
@@ -83,40 +99,40 @@ def pareto_front(points: pd.DataFrame, cost: str, score: str) -> pd.DataFrame:
 
 
 def plot_group(frame: pd.DataFrame, key: dict, out_dir: Path) -> list[Path]:
-    """nDCG@10 against dimension (a line per precision) and against bytes per vector."""
+    """The main score against dimension (a line per precision) and against bytes per vector."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stem = group_stem(key)
+    stem, metric = group_stem(key), frame.main_score_name.iloc[0]
     title = f"{key['model']} on {key['task']} ({key['backend']})"
     paths = []
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for p in [p for p in PRECISION_ORDER if p in set(frame.precision)]:
         sub = frame[frame.precision == p].sort_values("dim")
-        ax.plot(sub.dim, sub.ndcg_at_10, marker="o", label=p)
-    ax.set(xlabel="dimension", ylabel="nDCG@10", title=title)
+        ax.plot(sub.dim, sub.main_score, marker="o", label=p)
+    ax.set(xlabel="dimension", ylabel=metric, title=title)
     ax.set_xscale("log", base=2)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    paths.append(save_figure(fig, out_dir / f"{stem}__ndcg_vs_dim.png"))
+    paths.append(save_figure(fig, out_dir / f"{stem}__score_vs_dim.png"))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for p in [p for p in PRECISION_ORDER if p in set(frame.precision)]:
         sub = frame[frame.precision == p]
-        ax.scatter(sub.bytes_per_vector, sub.ndcg_at_10, label=p, s=28)
-    front = pareto_front(frame, "bytes_per_vector", "ndcg_at_10")
-    ax.step(front.bytes_per_vector, front.ndcg_at_10, where="post", color="black", lw=1,
+        ax.scatter(sub.bytes_per_vector, sub.main_score, label=p, s=28)
+    front = pareto_front(frame, "bytes_per_vector", "main_score")
+    ax.step(front.bytes_per_vector, front.main_score, where="post", color="black", lw=1,
             label="Pareto frontier")  # fmt: skip
     for _, r in front.iterrows():
-        ax.annotate(f"{r.precision}@{r.dim}", (r.bytes_per_vector, r.ndcg_at_10), fontsize=6,
+        ax.annotate(f"{r.precision}@{r.dim}", (r.bytes_per_vector, r.main_score), fontsize=6,
                     xytext=(3, -8), textcoords="offset points")  # fmt: skip
-    ax.set(xlabel="bytes per vector (log scale)", ylabel="nDCG@10", title=title)
+    ax.set(xlabel="bytes per vector (log scale)", ylabel=metric, title=title)
     ax.set_xscale("log", base=2)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    paths.append(save_figure(fig, out_dir / f"{stem}__ndcg_vs_bytes.png"))
+    paths.append(save_figure(fig, out_dir / f"{stem}__score_vs_bytes.png"))
     return paths
 
 
@@ -162,7 +178,7 @@ def search_table(rows: pd.DataFrame) -> str:
 
 
 def plot_costs(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Encode throughput and peak memory by backend and model; nDCG@10 against search speed."""
+    """Encode throughput and peak memory by backend and model."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -185,7 +201,7 @@ def plot_costs(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 def plot_search_pareto(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """nDCG@10 against exact-search throughput per cell, Pareto frontier marked."""
+    """The main score against exact-search throughput per cell, Pareto frontier marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -198,16 +214,16 @@ def plot_search_pareto(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for p in [p for p in PRECISION_ORDER if p in set(frame.precision)]:
             sub = frame[frame.precision == p]
-            ax.scatter(sub.search_queries_per_second, sub.ndcg_at_10, label=p, s=28)
-        front = pareto_front(frame.assign(cost=-frame.search_queries_per_second), "cost", "ndcg_at_10")
-        ax.step(front.search_queries_per_second, front.ndcg_at_10, where="pre", color="black", lw=1,
+            ax.scatter(sub.search_queries_per_second, sub.main_score, label=p, s=28)
+        front = pareto_front(frame.assign(cost=-frame.search_queries_per_second), "cost", "main_score")
+        ax.step(front.search_queries_per_second, front.main_score, where="pre", color="black", lw=1,
                 label="Pareto frontier")  # fmt: skip
-        ax.set(xlabel="exact search throughput (queries/s, log scale)", ylabel="nDCG@10",
+        ax.set(xlabel="exact search throughput (queries/s, log scale)", ylabel=frame.main_score_name.iloc[0],
                title=f"{key['model']} on {key['task']} ({key['backend']})")  # fmt: skip
         ax.set_xscale("log")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        paths.append(save_figure(fig, out_dir / f"{group_stem(key)}__ndcg_vs_search_qps.png"))
+        paths.append(save_figure(fig, out_dir / f"{group_stem(key)}__score_vs_search_qps.png"))
     return paths
 
 
@@ -257,6 +273,10 @@ def render(run_dir: Path) -> str:
     """Write ``table.md`` and ``plots/`` for a finished run; return the summary markdown."""
     manifest, rows = results.read_run(run_dir)
     summary = summary_markdown(rows)
+    aggregates = aggregate_table(rows)
+    if aggregates:
+        heading = "MTEB aggregates (unweighted mean of the main score over splits and subsets)"
+        summary += f"\n### {heading}\n\n{aggregates}\n"
     costs = cost_table(rows)
     if costs:
         summary += f"\n### Encoding cost\n\n{costs}\n"

@@ -4,8 +4,10 @@ A suite (``tasks/suites/<name>.yaml``) names a model, a reference CSV (columns a
 ``tasks/references/mteb_published_scores.csv``), the rows of it to use (``reference_model``), the
 precision and backend that match how the reference was produced, and a tolerance. Every
 (task, split, subset) row is run at the model's full dimension; a task bench declares is used as
-declared, any other loads through MTEB. Each task gets published, measured, delta and
-pass/fail; a task that cannot run is an error, which fails the suite too.
+declared, any other loads through MTEB. Each reference row is compared with the run's row of the
+same task, split and subset, on that task's own main score (from MTEB's metadata, e.g. nDCG@1
+for LEMBPasskeyRetrieval); it gets published, measured, delta and pass/fail; a task that cannot
+run is an error, which fails the suite too.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Outcome:
     measured: float | None
     tolerance: float
     error: str = ""
+    main_score_name: str = ""  # the task's own main score, which both numbers are
 
     @property
     def delta(self) -> float | None:
@@ -108,6 +111,19 @@ def task_name_for(row: dict, tasks_dir: Path | None) -> str:
     return f"mteb:{row['task']}/{row['subset'] or 'default'}@{row['split']}"
 
 
+def measured_row(rows, ref: dict, dim: int, precision: str):
+    """The run's row for a reference row: its own task, split and subset, at the suite's cell."""
+    same_task = (rows.task_name == ref["task"]) & (rows.split == ref["split"]) & (rows.subset == (ref["subset"] or "default"))
+    match = rows[same_task & (rows.dim == dim) & (rows.precision == precision)]
+    if len(match) != 1:
+        raise InputError(f"{ref['task']} {ref['split']}/{ref['subset']}: the run has {len(match)} rows for it, not 1")
+    row = match.iloc[0]
+    declared = ref.get("main_score_name") or "main_score"
+    if declared != "main_score" and declared != row.main_score_name:
+        raise InputError(f"{ref['task']}: the reference is {declared}, the task's main score is {row.main_score_name}")
+    return row
+
+
 def reproduce(suite: dict, output_dir: Path, cache_dir: Path | None = None, tolerance: float | None = None,
               backend=None, limit: int | None = None, tasks_dir: Path | None = None) -> list[Outcome]:  # fmt: skip
     """Run every reference row of the suite and compare."""
@@ -122,19 +138,22 @@ def reproduce(suite: dict, output_dir: Path, cache_dir: Path | None = None, tole
         )  # fmt: skip
         try:
             _, rows = results.read_run(runner.run(config, tasks_dir))
-            cell = rows[(rows.dim == model.dim) & (rows.precision == suite["precision"].value)].iloc[0]
-            outcomes.append(Outcome(row["task"], row["split"], row["subset"], row["main_score"], float(cell.main_score), tol))
+            cell = measured_row(rows, row, model.dim, suite["precision"].value)
+            outcomes.append(Outcome(row["task"], row["split"], row["subset"], row["main_score"], float(cell.main_score),
+                                    tol, main_score_name=str(cell.main_score_name)))  # fmt: skip
         except BenchError as exc:
             outcomes.append(Outcome(row["task"], row["split"], row["subset"], row["main_score"], None, tol, str(exc)))
     return outcomes
 
 
 def outcome_table(outcomes: list[Outcome]) -> str:
-    lines = ["| task | split | subset | published | measured | delta | status |", "|---|---|---|---:|---:|---:|---|"]
+    lines = ["| task | split | subset | main score | published | measured | delta | status |",
+             "|---|---|---|---|---:|---:|---:|---|"]  # fmt: skip
     for o in outcomes:
         measured = f"{o.measured:.5f}" if o.measured is not None else "–"
         delta = f"{o.delta:+.5f}" if o.delta is not None else o.error[:80]
-        lines.append(f"| {o.task} | {o.split} | {o.subset} | {o.published:.5f} | {measured} | {delta} | {o.status} |")
+        main = o.main_score_name or "–"
+        lines.append(f"| {o.task} | {o.split} | {o.subset} | {main} | {o.published:.5f} | {measured} | {delta} | {o.status} |")
     passed = sum(o.status == "pass" for o in outcomes)
     lines.append(f"\n{passed}/{len(outcomes)} within ±{outcomes[0].tolerance if outcomes else 0}")
     return "\n".join(lines)

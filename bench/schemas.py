@@ -165,6 +165,12 @@ def check_http_format(options: HttpBackendSchema) -> None:
 # --------------------------------------------------------------------------- tasks and models
 
 
+def _language(value: str) -> str:
+    if not re.fullmatch(r"[a-z]{2,3}-[A-Z][a-z]{3}", value):
+        raise ValueError(f"{value!r} is not a language-script code such as eng-Latn")
+    return value
+
+
 class TaskSchema(Schema):
     """A task file (``tasks/retrieval/*.yaml``)."""
 
@@ -172,10 +178,12 @@ class TaskSchema(Schema):
     type: Literal["retrieval"] = "retrieval"
     source: Text
     path: Text = "."
-    split: Name = "test"
-    subset: Name = "default"
-    main_score: Text = "ndcg_at_10"
+    split: Name | None = None  # None: the source's own (test for BEIR folders; MTEB's metadata)
+    subset: Name | None = None
+    main_score: Text | None = None
     ignore_identical_ids: bool = False
+    languages: list[Annotated[str, AfterValidator(_language)]] = []
+    query_filter: Text = "mteb"
     revision: Text | int = ""
     license: Text = ""
     description: Text = ""
@@ -265,6 +273,7 @@ class BaselineCell(Schema):
     backend: Text
     dim: Annotated[int, Field(ge=1)]
     precision: Text
+    main_score_name: Text | None = None  # baselines from before it was stored have none
     metrics: Annotated[dict[str, BaselineMetric], Field(min_length=1)]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Mapping
 
 
+
 class Role(str, Enum):
     """How a text is used: the encoder may embed queries and documents differently."""
 
@@ -38,16 +39,23 @@ class Precision(str, Enum):
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A retrieval task as declared in ``tasks/*.yaml``."""
+    """A retrieval task: one (split, subset) of a dataset, with the rules it is scored by.
 
-    name: str
-    source: str  # loader name: "beir" (a local BEIR folder)
+    A declaration (a YAML file, or ``mteb:<Task>`` on the command line) may leave ``split`` or
+    ``subset`` empty, meaning every evaluation split or every subset of an MTEB task;
+    ``bench.tasks`` expands it into concrete specs, whose metadata (main score, revision,
+    languages, identical-id rule) comes from MTEB's own task metadata."""
+
+    name: str  # the dataset's task name (MTEB's ``task_name``)
+    source: str  # loader name: "beir" (a local BEIR folder) or "mteb"
     path: Path  # data folder, resolved against the YAML file
     split: str = "test"
-    subset: str = "default"
+    subset: str = "default"  # MTEB's hf_subset
     main_score: str = "ndcg_at_10"
     ignore_identical_ids: bool = False
-    revision: str = ""
+    revision: str = ""  # the dataset revision the data equals
+    languages: tuple[str, ...] = ()  # language-script codes of the subset, e.g. ("eng-Latn",)
+    query_filter: str = "mteb"  # which queries count: "mteb" or "positive" (bench.taskdata)
     license: str = ""
     description: str = ""
     reference: str = ""
@@ -107,10 +115,11 @@ class BackendSpec:
 
 @dataclass(frozen=True)
 class TaskData:
-    """Loaded task data. Documents are already joined as ``title + " " + text``, stripped."""
+    """Loaded task data. Documents are already joined as ``title + " " + text``, stripped, and
+    held in descending id order (MTEB's tie order, see ``bench.taskdata``)."""
 
     corpus: Mapping[str, str]
-    queries: Mapping[str, str]  # only queries with at least one positive judgement
+    queries: Mapping[str, str]  # the evaluated queries (bench.taskdata), text with any instruction
     qrels: Mapping[str, Mapping[str, int]]
     ignore_identical_ids: bool = False  # drop a retrieved document whose id is the query's
 

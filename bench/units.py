@@ -82,8 +82,9 @@ def cell_identity(the_plan: Plan, cell: Cell) -> dict:
     return {
         "model": cell.model, "task": cell.task, "backend": cell.backend, "dim": cell.dim,
         "precision": cell.precision.value, "task_data": the_plan.task_digests.get(cell.task),
-        "split": spec.split, "subset": spec.subset, "main_score": spec.main_score,
-        "vectors": the_plan.vector_digests.get((cell.model, cell.backend)), "top_k": config.top_k,
+        "split": spec.split, "subset": spec.subset, "main_score": spec.main_score, "dataset_revision": spec.revision,
+        "query_filter": spec.query_filter, "vectors": the_plan.vector_digests.get((cell.model, cell.backend)),
+        "top_k": config.top_k,
         "rescore_multiplier": config.rescore_multiplier, "limit": config.limit, "scoring": SCORING_VERSION,
     }  # fmt: skip
 
@@ -115,8 +116,8 @@ def evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, c
                             config.top_k, data.ignore_identical_ids)  # fmt: skip
     info = {
         "model_name": model.name, "model_revision": model.revision, "task_name": spec.name,
-        "split": spec.split, "subset": spec.subset,
-        "dataset_revision": spec.revision, "main_score_name": spec.main_score,
+        "split": spec.split, "subset": spec.subset, "dataset_revision": spec.revision,
+        "main_score_name": spec.main_score, "query_filter": spec.query_filter,
         "max_length": model.max_length or None, "max_length_source": "registry" if model.max_length else "checkpoint",
         "bytes_per_vector": cell.precision.bytes_per_vector(cell.dim), "index_bytes": index.nbytes,
         "search_seconds": scores.search_seconds,
@@ -124,11 +125,9 @@ def evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, c
         "eval_seconds": time.perf_counter() - t0, **_search_latency(config, index, queries, len(data.corpus)),
         **costs,
     }  # fmt: skip
-    return {
-        "cell": {"model": cell.model, "task": cell.task, "backend": cell.backend, "dim": cell.dim,
-                 "precision": cell.precision.value},
-        "info": info, "metrics": scores.means, "per_query": scores.per_query,
-    }  # fmt: skip
+    cell_keys = {"model": cell.model, "task": cell.task, "backend": cell.backend, "dim": cell.dim,
+                 "precision": cell.precision.value}  # fmt: skip
+    return {"cell": cell_keys, "info": info, "metrics": scores.means, "per_query": scores.per_query}
 
 
 def _build_index(cell: Cell, docs: np.ndarray, config: SweepConfig):

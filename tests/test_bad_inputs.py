@@ -228,7 +228,7 @@ RUN_CASES = {
     "missing split": (lambda w: _task_yaml(w, "split: test", "split: dev"), 2, "dev.tsv: file not found"),
     "missing corpus file": (lambda w: _data(w, "corpus.jsonl").unlink(), 2, "corpus.jsonl: file not found"),
     "main_score typo": (lambda w: _append(w["tasks"] / "retrieval" / "Toy.yaml", b"main_score: ndcg_at_11\n"), 2,
-                        "unknown metric 'ndcg_at_11' (did you mean"),
+                        "unknown main score 'ndcg_at_11' (did you mean"),
     "task name with a space": (lambda w: _task_yaml(w, "name: Toy", "name: To y"), 2, "name: 'To y' is not a valid name"),
     "task of another type": (lambda w: _append(w["tasks"] / "retrieval" / "Toy.yaml", b"type: classification\n"), 2,
                              "type: input should be 'retrieval'"),

@@ -23,9 +23,9 @@ def test_toy_sweep_prints_a_table_and_writes_rows_manifest_and_plots(toy_sweep, 
     plots = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
     assert plots == ["peak_memory_by_backend.png", "throughput_by_backend.png",
                      "toy__Toy__hashing-cpu-float32__ci.png",
-                     "toy__Toy__hashing-cpu-float32__ndcg_vs_bytes.png",
-                     "toy__Toy__hashing-cpu-float32__ndcg_vs_dim.png",
-                     "toy__Toy__hashing-cpu-float32__ndcg_vs_search_qps.png"]  # fmt: skip
+                     "toy__Toy__hashing-cpu-float32__score_vs_bytes.png",
+                     "toy__Toy__hashing-cpu-float32__score_vs_dim.png",
+                     "toy__Toy__hashing-cpu-float32__score_vs_search_qps.png"]  # fmt: skip
     table = (run_dir / "table.md").read_text()
     assert table.count("\n| toy | Toy | hashing-cpu-float32 | ") == 18 + 18 + 1  # search, cells, cost
     assert "### Encoding cost" in out and "docs/s" in out

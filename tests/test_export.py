@@ -1,26 +1,76 @@
+"""``bench export-mteb``: one MTEB TaskResult per task and cell setting, every split and subset,
+read back by mteb's own ``TaskResult.from_disk``, whose ``get_score()`` is bench's aggregate."""
+
+import importlib.metadata
 import json
 
 import pytest
 
 from bench import runner
+from bench.aggregate import task_aggregates
 from bench.cli import main
 from bench.config import load_config
+from bench.html import _aggregates
 from bench.results import read_run
+from bench.types import Precision
+from tests.mteb_offline import MULTI, SUBSETS, bench_rows, offline_task, register
 
 
-def test_export_mteb_writes_files_mtebs_own_loader_reads(toy_sweep, toy_tasks_dir, tmp_path, capsys):
+def test_a_multi_subset_multi_split_run_round_trips_through_mtebs_loader(tmp_path, monkeypatch):
     from mteb import TaskResult
 
+    register(monkeypatch, offline_task(MULTI))
+    run_dir, rows = bench_rows(tmp_path, ("mteb:OfflineMultiSubset",), precisions=(Precision.FLOAT32, Precision.BINARY))
+    out = tmp_path / "mteb-results"
+    assert main(["export-mteb", str(run_dir), str(out)]) == 0
+    files = sorted(out.rglob("OfflineMultiSubset.json"))
+    experiments = [p.relative_to(out).parts[0] for p in files]
+    assert experiments == ["hashing-cpu-float32__5__binary", "hashing-cpu-float32__5__float32"]
+    aggregates = task_aggregates(rows).set_index("precision")
+    assert "<h2>MTEB aggregates</h2>" in _aggregates(rows) and "OfflineMultiSubset" in _aggregates(rows)
+    for path in files:
+        loaded = TaskResult.from_disk(path)
+        precision = path.relative_to(out).parts[0].rsplit("__", 1)[1]
+        assert loaded.get_score() == pytest.approx(aggregates.loc[precision, "main_score"], abs=1e-12)
+        assert loaded.dataset_revision == "rev-offline-1" and loaded.task_name == "OfflineMultiSubset"
+        assert loaded.mteb_version == importlib.metadata.version("mteb")
+        assert sorted(loaded.scores) == ["dev", "test"]
+        for split, entries in loaded.scores.items():
+            assert [(e["hf_subset"], e["languages"]) for e in entries] == list(SUBSETS.items())
+            for entry in entries:
+                same = (rows.split == split) & (rows.subset == entry["hf_subset"]) & (rows.precision == precision)
+                (row,) = rows[same].itertuples()
+                assert entry["main_score"] == entry["ndcg_at_1"] == pytest.approx(row.main_score, abs=1e-12)
+        meta = json.loads((path.parent / "model_meta.json").read_text())
+        assert (meta["name"], meta["revision"], meta["embed_dim"], meta["similarity_fn_name"]) == (
+            "test/keywords", "0", 5, "cosine")
+
+
+def test_every_cell_setting_gets_its_own_folder(toy_sweep, toy_tasks_dir, tmp_path):
+    from mteb import TaskResult
+
+    spec = toy_tasks_dir / "retrieval" / "Toy.yaml"
+    spec.write_text(spec.read_text() + "revision: r1\nlanguages: [eng-Latn]\n")
     run_dir = runner.run(load_config(toy_sweep), toy_tasks_dir)
     _, rows = read_run(run_dir)
     out = tmp_path / "mteb-results"
     assert main(["export-mteb", str(run_dir), str(out)]) == 0
-    files = sorted(out.rglob("*.json"))
-    assert len(files) == len(rows) == 18
+    assert len(sorted(out.rglob("Toy.json"))) == len(rows) == 18
     path = out / "hashing-cpu-float32__16__binary-rescore" / "test__toy-hashing" / "v1" / "Toy.json"
-    loaded = TaskResult.from_disk(path)
+    (scores,) = TaskResult.from_disk(path).scores["test"]
     row = rows[(rows.dim == 16) & (rows.precision == "binary-rescore")].iloc[0]
-    (scores,) = loaded.scores["test"]
-    assert loaded.task_name == "Toy" and scores["hf_subset"] == "default"
+    assert scores["hf_subset"] == "default" and scores["languages"] == ["eng-Latn"]
     assert scores["main_score"] == pytest.approx(row.main_score) and scores["ndcg_at_10"] == pytest.approx(row.ndcg_at_10)
-    assert json.loads(path.read_text())["mteb_version"]
+
+
+@pytest.mark.parametrize("missing,message", [
+    ("languages", "task Toy declares no languages"),
+    ("revision", "task Toy: dataset revision [''] is not one known value"),
+])  # fmt: skip
+def test_a_task_without_a_revision_or_languages_is_refused_not_made_up(toy_sweep, toy_tasks_dir, tmp_path, capsys,
+                                                                        missing, message):  # fmt: skip
+    spec = toy_tasks_dir / "retrieval" / "Toy.yaml"
+    spec.write_text(spec.read_text() + ("revision: r1\n" if missing == "languages" else "languages: [eng-Latn]\n"))
+    run_dir = runner.run(load_config(toy_sweep), toy_tasks_dir)
+    assert main(["export-mteb", str(run_dir), str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err

@@ -34,7 +34,7 @@ def test_an_identical_run_holds(two_runs, capsys):
     _, b, baseline = two_runs
     assert _check(b, baseline) == 0
     out = capsys.readouterr().out
-    assert "✅ no regressions" in out and "18 cells, 756 metric comparisons" in out
+    assert "✅ no regressions" in out and "18 cells, 774 metric comparisons" in out
     assert json.loads((b / "check.json").read_text())["regressions"] == 0
     stored = json.loads(baseline.read_text())
     assert {"grid_fingerprint", "packages", "cells"} <= set(stored)
@@ -48,6 +48,16 @@ def test_a_quality_drop_beyond_tolerance_is_a_regression(two_runs, capsys):
     out = capsys.readouterr().out
     assert "❌ 1 regression(s)" in out and "| toy | Toy | hashing-cpu-float32 | 16 | binary | ndcg_at_10 |" in out
     assert _check(b, baseline, "--tolerance", "ndcg_at_10=abs:0.02") == 0
+
+
+def test_the_main_score_is_gated_under_its_own_name(two_runs, capsys):
+    _, b, baseline = two_runs
+    _edit(b, "main_score", lambda v: v - 0.01)
+    assert _check(b, baseline) == 1
+    assert "| toy | Toy | hashing-cpu-float32 | 16 | binary | main_score |" in capsys.readouterr().out
+    _edit(b, "main_score_name", lambda v: v.replace("ndcg_at_10", "ndcg_at_1"))
+    assert _check(b, baseline) == 2
+    assert "the baseline's main score is ndcg_at_10, the run's is ndcg_at_1" in capsys.readouterr().err
 
 
 def test_direction_is_respected_for_costs(two_runs):

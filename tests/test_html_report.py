@@ -54,7 +54,7 @@ def test_report_in_a_real_browser(html_report, tmp_path):
     assert quality.count('class="ci"') == 18  # a confidence interval in every cell
     assert re.search(r'<table id="encode-costs">.*docs/s|documents_per_second', dom, re.S)
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', dom)
-    assert {"toy__Toy__hashing-cpu-float32__ndcg_vs_bytes", "toy__Toy__hashing-cpu-float32__ndcg_vs_search_qps",
+    assert {"toy__Toy__hashing-cpu-float32__score_vs_bytes", "toy__Toy__hashing-cpu-float32__score_vs_search_qps",
             "toy__Toy__hashing-cpu-float32__ci", "throughput_by_backend"} <= set(images)  # fmt: skip
     shot = tmp_path / "report.png"
     _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri())

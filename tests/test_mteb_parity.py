@@ -1,4 +1,6 @@
-"""Our float32 full-dimension scores equal mteb.evaluate's on the same embeddings (within 1e-5)."""
+"""Our float32 full-dimension scores equal mteb.evaluate's on the same embeddings (within 1e-5), on
+the bundled SciFact: mteb gets the raw files' queries and judgements and filters them itself
+(tests/test_mteb_oracle.py covers multi-subset tasks, zero-only judgements and instructions)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,17 @@ def _raw_corpus() -> dict[str, dict]:
         return {r["_id"]: {"title": r["title"], "text": r["text"]} for r in map(json.loads, f)}
 
 
+def _raw_queries_and_qrels() -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """The files as they are: every query, every judgement (mteb applies its own rules)."""
+    with gzip.open(REPO / "tasks" / "data" / "scifact" / "queries.jsonl.gz", "rt", encoding="utf-8") as f:
+        queries = {r["_id"]: r["text"] for r in map(json.loads, f)}
+    qrels: dict[str, dict[str, int]] = {}
+    for line in (REPO / "tasks" / "data" / "scifact" / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        qid, did, score = line.split("\t")
+        qrels.setdefault(qid, {})[did] = int(score)
+    return queries, qrels
+
+
 def _compare(tmp_path, backend: str, limit: int | None, cache_dir) -> dict[str, float]:
     config = with_overrides(
         load_config(None), backends=(parse_backend(backend),), dims=(384,),
@@ -40,10 +53,15 @@ def _compare(tmp_path, backend: str, limit: int | None, cache_dir) -> dict[str, 
     cache, refuse = EmbeddingCache(cache_dir), LazyEncoder(lambda: pytest.fail("re-encoded"))
     docs, _ = embed(data.corpus, Role.DOCUMENT, model, config.backends[0], cache, refuse)
     queries, _ = embed(data.queries, Role.QUERY, model, config.backends[0], cache, refuse)
-    raw = _raw_corpus()
+    raw, (raw_queries, raw_qrels) = _raw_corpus(), _raw_queries_and_qrels()
+    if limit:  # a smoke subset: its queries and documents, with their raw judgements
+        raw_qrels = {q: raw_qrels[q] for q in data.queries}
+    else:
+        assert len(raw) == len(data.corpus)
+    vectors = dict(zip(data.queries, queries))
     reference = mteb_retrieval_scores(
-        {d: raw[d] for d in data.corpus}, dict(data.queries), {q: dict(r) for q, r in data.qrels.items()},
-        dict(zip(data.corpus, docs)), dict(zip(data.queries, queries)),
+        {d: raw[d] for d in data.corpus}, {q: raw_queries[q] for q in raw_qrels}, raw_qrels,
+        dict(zip(data.corpus, docs)), {q: vectors[q] for q in raw_qrels},
     )  # fmt: skip
     for metric in QUALITY_METRICS:
         assert ours[metric] == pytest.approx(reference[metric], abs=1e-5), metric

@@ -2,10 +2,12 @@ import pytest
 
 from bench import runner
 from bench.cli import main
-from bench.config import load_config, with_overrides
+from bench.config import SweepConfig, load_config, with_overrides
+from bench.encoders import parse_backend
 from bench.errors import InputError
 from bench.reproduce import load_suite, read_reference
 from bench.results import read_run
+from bench.types import Precision
 from tests.conftest import REPO
 
 HEADER = "model,model_revision,task,split,subset,main_score_name,main_score,ndcg_at_10,mteb_version,dataset_revision,source_path\n"
@@ -39,7 +41,7 @@ def test_a_matching_reference_passes(toy_tasks_dir, tmp_path, measured, capsys):
     _suite(toy_tasks_dir, round(measured, 5))
     assert _reproduce(toy_tasks_dir, tmp_path) == 0
     out = capsys.readouterr().out
-    assert "| Toy | test | default |" in out and "| pass |" in out and "1/1 within" in out
+    assert "| Toy | test | default | ndcg_at_10 |" in out and "| pass |" in out and "1/1 within" in out
 
 
 def test_a_score_outside_the_tolerance_fails_and_a_wider_tolerance_passes(toy_tasks_dir, tmp_path, measured, capsys):
@@ -54,7 +56,31 @@ def test_a_task_that_cannot_run_is_an_error_not_a_crash(toy_tasks_dir, tmp_path,
     _suite(toy_tasks_dir, round(measured, 5), "test/toy-hashing,v1,ArguAna,test,default,main_score,0.5,0.5,2.0.0,,x\n")
     assert _reproduce(toy_tasks_dir, tmp_path) == 1
     out = capsys.readouterr().out
-    assert "| ArguAna | test | default | 0.50000 | – |" in out and "| error |" in out and "| pass |" in out
+    assert "| ArguAna | test | default | – | 0.50000 | – |" in out and "| error |" in out and "| pass |" in out
+
+
+def test_each_reference_row_is_compared_with_its_own_split_subset_and_main_score(tmp_path, monkeypatch, capsys):
+    from tests.mteb_offline import MULTI, _tasks_dir, offline_task, register
+
+    register(monkeypatch, offline_task(MULTI))
+    tasks_dir = _tasks_dir(tmp_path)
+    config = SweepConfig(models=("kw",), tasks=("mteb:OfflineMultiSubset",), backends=(parse_backend("hashing"),),
+                         dims=(5,), precisions=(Precision.FLOAT32,), output_dir=tmp_path / "sweep",
+                         cache_dir=tmp_path / "cache", measure=False, bootstrap_resamples=20)  # fmt: skip
+    _, rows = read_run(runner.run(config, tasks_dir))
+    score = {(r.split, r.subset): round(r.main_score, 5) for r in rows.itertuples()}
+    (tasks_dir / "suites").mkdir()
+    (tasks_dir / "suites" / "kw.yaml").write_text("model: kw\nreference: ref.csv\nreference_model: test/keywords\n"
+                                                  "precision: float32\nbackend: hashing\ntolerance: 0.00001\n")
+    a, b = next((a, b) for a in score for b in score if score[a] != score[b])
+    for published, passed in ((score, 4), ({**score, a: score[b], b: score[a]}, 2)):
+        lines = [f"test/keywords,0,OfflineMultiSubset,{sp},{su},main_score,{v},0,2.0.0,,x" for (sp, su), v in published.items()]
+        (tasks_dir / "suites" / "ref.csv").write_text(HEADER + "\n".join(lines) + "\n")
+        code = main(["reproduce", "kw", "--tasks-dir", str(tasks_dir), "--output-dir", str(tmp_path / "rep"),
+                     "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+        out = capsys.readouterr().out
+        assert f"{passed}/4 within" in out and code == (0 if passed == 4 else 1)
+        assert out.count("| ndcg_at_1 |") == 4  # the task's own main score, from MTEB's metadata
 
 
 def test_bundled_pplx_suites_cover_the_published_tables():

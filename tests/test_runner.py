@@ -77,13 +77,35 @@ def test_reference_cell_is_added_when_full_width_is_not_swept(toy_sweep, toy_tas
 def test_same_run_id_resumes_from_finished_cells(toy_sweep, toy_tasks_dir):
     config = load_config(toy_sweep)
     run_dir = runner.run(config, toy_tasks_dir, run_id="r1", encoder_factory=CountingFactory())
-    cell = next((run_dir / "cells").glob("*binary-rescore.json"))
+    cell = next((run_dir / "cells").glob("*binary-rescore*.json"))
     record = json.loads(cell.read_text())
     record["metrics"]["ndcg_at_10"] = 0.123  # a finished cell is reused, not recomputed
     cell.write_text(json.dumps(record))
     runner.run(config, toy_tasks_dir, run_id="r1", encoder_factory=refuse)
     _, rows = read_run(run_dir)
     assert 0.123 in set(rows.ndcg_at_10)
+
+
+def test_a_cell_file_of_another_task_identity_is_evaluated_again(toy_sweep, toy_tasks_dir):
+    config = load_config(toy_sweep)
+    run_dir = runner.run(config, toy_tasks_dir, run_id="r1", encoder_factory=CountingFactory())
+    cell = next((run_dir / "cells").glob("*binary-rescore*.json"))
+    record = json.loads(cell.read_text())
+    record["metrics"]["ndcg_at_10"] = 0.123
+    record["identity"]["split"] = "dev"  # written for another split: not this cell's result
+    cell.write_text(json.dumps(record))
+    runner.run(config, toy_tasks_dir, run_id="r1", encoder_factory=refuse)
+    _, rows = read_run(run_dir)
+    assert 0.123 not in set(rows.ndcg_at_10) and set(rows.split) == {"test"}
+
+
+def test_cell_file_names_are_injective():
+    from bench.types import Cell, Precision
+
+    a = Cell("m", "mteb:T/en@x_y", "torch-cpu-float32", 8, Precision.FLOAT32)
+    b = Cell("m", "mteb:T/en_x@y", "torch-cpu-float32", 8, Precision.FLOAT32)
+    assert a.key != b.key and a.key.startswith("m__mteb-T-en-x-y__torch-cpu-float32__8__float32-")
+    assert all(c.isalnum() or c in "._+-" for c in a.key + b.key)
 
 
 def test_prompts_reach_the_encoder_and_roles_never_share_vectors(tmp_path, toy_sweep, toy_tasks_dir):

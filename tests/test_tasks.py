@@ -25,10 +25,38 @@ def test_documents_are_title_space_text_stripped(toy_tasks_dir):
     assert data.corpus["d1"] == "Cats cats purr and sleep all day"
 
 
-def test_queries_without_a_positive_judgement_are_dropped(toy_tasks_dir):
+def test_queries_without_a_judgement_are_dropped(toy_tasks_dir):
     data = load_task(_spec(toy_tasks_dir))
     assert sorted(data.queries) == ["q1", "q2", "q3"]  # q4 has no judgement
     assert data.qrels["q3"] == TOY_QRELS["q3"]  # the zero judgement itself is kept
+
+
+def _with_zero_only_query(tasks_dir, *yaml_lines: str):
+    qrels = tasks_dir / "data" / "Toy" / "qrels" / "test.tsv"
+    qrels.write_text(qrels.read_text() + "q4\td2\t0\n")  # q4 judged, only with 0
+    spec = tasks_dir / "retrieval" / "Toy.yaml"
+    spec.write_text(spec.read_text() + "".join(f"{line}\n" for line in yaml_lines))
+    return load_task(_spec(tasks_dir))
+
+
+def test_a_query_judged_only_with_zero_is_kept_as_mteb_keeps_it(toy_tasks_dir):
+    data = _with_zero_only_query(toy_tasks_dir)
+    assert sorted(data.queries) == ["q1", "q2", "q3", "q4"] and data.qrels["q4"] == {"d2": 0}
+
+
+def test_the_stricter_positive_rule_is_an_explicit_option(toy_tasks_dir):
+    data = _with_zero_only_query(toy_tasks_dir, "query_filter: positive")
+    assert sorted(data.queries) == ["q1", "q2", "q3"]
+
+
+def test_an_unknown_query_filter_is_named(toy_tasks_dir):
+    with pytest.raises(InputError, match=r"Toy\.yaml:5: unknown query filter 'positiv' \(did you mean 'positive'\?\)"):
+        _with_zero_only_query(toy_tasks_dir, "query_filter: positiv")
+
+
+def test_the_corpus_is_held_in_descending_id_order(toy_tasks_dir):
+    """The search breaks ties by position, so this order makes ties keep the larger ids (MTEB's)."""
+    assert list(load_task(_spec(toy_tasks_dir)).corpus) == ["d6", "d5", "d4", "d3", "d2", "d1"]
 
 
 def test_gzipped_files_load_the_same(toy_tasks_dir):
