@@ -12,7 +12,7 @@ from bench.errors import BenchError, InputError
 
 EPILOG = """\
 quick start:
-  bench run                              the default sweep: MiniLM on SciFact, 4 dims x 6 precisions
+  bench run                              the default sweep: MiniLM on SciFact, 4 dims x 9 precisions, BM25
   bench run --limit 20 --dims 384,64     a smoke run on 20 queries
   bench run tasks/sweeps/default.yaml --precisions float32,binary-rescore
   bench report results/<run-id>          tables and plots from a finished run
@@ -58,7 +58,11 @@ def _add_run(sub) -> None:
     run.add_argument("--precisions", type=_str_list, help="override: e.g. float32,int8,binary")
     run.add_argument("--batch-size", type=int)
     run.add_argument("--top-k", type=int, help="documents retrieved per query (default 1000)")
-    run.add_argument("--rescore-multiplier", type=int, help="binary-rescore candidates = top-k x this")
+    run.add_argument("--rescore-multipliers", type=_int_list,
+                     help="rescoring candidates = top-k x each, one cell per value (e.g. 1,2,4,10)")
+    run.add_argument("--rescore-multiplier", type=int, help="one multiplier (same as --rescore-multipliers M)")
+    run.add_argument("--calibration", help="int8-family ranges fitted on: corpus | sample:N | file:PATH")
+    run.add_argument("--lexical", type=_str_list, help="lexical baselines: bm25,bm25-stemmed (or none)")
     run.add_argument("--limit", type=int, help="smoke run: only the first N judged queries")
     run.add_argument("--output-dir", type=Path, help="where run folders go (default results/)")
     run.add_argument("--cache-dir", type=Path, help="embedding cache (default ~/.cache/bench)")
@@ -138,23 +142,36 @@ def _add_ls(sub) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import report, runner
-    from bench.config import load_config, parse_precision, with_overrides
-    from bench.encoders import parse_backend
+    from bench.config import load_config, with_overrides
 
-    config = with_overrides(
-        load_config(args.config),
-        models=args.models, tasks=args.tasks, dims=args.dims,
-        backends=tuple(parse_backend(b, "--backends") for b in args.backends) if args.backends else None,
-        precisions=tuple(parse_precision(p, "--precisions") for p in args.precisions) if args.precisions else None,
-        batch_size=_at_least_one(args.batch_size, "--batch-size"), top_k=_at_least_one(args.top_k, "--top-k"),
-        rescore_multiplier=_at_least_one(args.rescore_multiplier, "--rescore-multiplier"),
-        limit=_at_least_one(args.limit, "--limit"), output_dir=args.output_dir, cache_dir=args.cache_dir,
-        executor=args.executor, scheduler=args.scheduler,
-    )  # fmt: skip
+    config = with_overrides(load_config(args.config), **_sweep_axes(args))
     run_dir = runner.run(config, tasks_dir=args.tasks_dir, run_id=args.run_id)
     print(report.render(run_dir))
     print(f"results: {run_dir}")
     return 0
+
+
+def _sweep_axes(args: argparse.Namespace) -> dict:
+    """The sweep settings given on the command line (None: keep the YAML's)."""
+    from bench import lexical
+    from bench.config import parse_calibration, parse_multipliers, parse_precision
+    from bench.encoders import parse_backend
+
+    if args.rescore_multiplier is not None and args.rescore_multipliers is not None:
+        raise InputError("give --rescore-multipliers or --rescore-multiplier, not both")
+    multipliers = args.rescore_multipliers or ((args.rescore_multiplier,) if args.rescore_multiplier is not None else None)
+    names = () if args.lexical == ("none",) else args.lexical
+    return {
+        "models": args.models, "tasks": args.tasks, "dims": args.dims,
+        "backends": tuple(parse_backend(b, "--backends") for b in args.backends) if args.backends else None,
+        "precisions": tuple(parse_precision(p, "--precisions") for p in args.precisions) if args.precisions else None,
+        "batch_size": _at_least_one(args.batch_size, "--batch-size"), "top_k": _at_least_one(args.top_k, "--top-k"),
+        "rescore_multipliers": parse_multipliers(list(multipliers), "--rescore-multipliers") if multipliers else None,
+        "calibration": parse_calibration(args.calibration, "--calibration") if args.calibration else None,
+        "lexical": tuple(lexical.parse(n, "--lexical") for n in names) if names is not None else None,
+        "limit": _at_least_one(args.limit, "--limit"), "output_dir": args.output_dir, "cache_dir": args.cache_dir,
+        "executor": args.executor, "scheduler": args.scheduler,
+    }  # fmt: skip
 
 
 def _at_least_one(value: int | None, flag: str) -> int | None:

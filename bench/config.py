@@ -8,19 +8,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bench import lexical, precisions
 from bench.encoders import parse_backend
 from bench.errors import InputError, unknown
 from bench.models import model_registry
 from bench.paths import default_tasks_dir
 from bench.tasks import task_registry
-from bench.types import Precision, SweepConfig
+from bench.types import CalibrationSpec, SweepConfig
 from bench.yamlio import LineDict, check_keys, load_yaml, require_mapping, typed
 
 log = logging.getLogger(__name__)
 
 SWEEP_KEYS = (
     "name", "models", "tasks", "backends", "dims", "precisions", "batch_size", "top_k",
-    "rescore_multiplier", "output_dir", "cache_dir", "seed", "limit", "measure",
+    "rescore_multipliers", "rescore_multiplier", "calibration", "lexical", "output_dir", "cache_dir", "seed", "limit", "measure",
     "measure_documents", "measure_repeats", "latency_queries", "search_latency_queries",
     "bootstrap_resamples", "executor", "scheduler",
 )  # fmt: skip
@@ -38,11 +39,52 @@ def default_config_path() -> Path:
     return default_tasks_dir() / "sweeps" / "default.yaml"
 
 
-def parse_precision(value: Any, where: str) -> Precision:
-    names = [p.value for p in Precision]
-    if value not in names:
-        raise InputError(f"{where}: {unknown('precision', str(value), names)}")
-    return Precision(value)
+def parse_precision(value: Any, where: str) -> str:
+    """A registered precision name (``bench.precisions``)."""
+    return precisions.parse(value, where)
+
+
+def parse_calibration(value: Any, where: str) -> CalibrationSpec:
+    """``corpus``, ``sample:N`` / ``{sample: N}``, or ``file:PATH`` / ``{file: PATH}``."""
+    if isinstance(value, str) and ":" in value:
+        kind, _, arg = value.partition(":")
+        value = {kind: arg}
+    if value == "corpus":
+        return CalibrationSpec()
+    if isinstance(value, dict) and len(value) == 1 and "sample" in value:
+        size = value["sample"]
+        size = int(size) if isinstance(size, str) and size.isdigit() else size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+            raise InputError(f"{where}: calibration sample must be an integer of at least 2, got {size!r}")
+        return CalibrationSpec("sample", size=size)
+    if isinstance(value, dict) and len(value) == 1 and "file" in value and isinstance(value["file"], str):
+        return CalibrationSpec("file", path=Path(os.path.expanduser(value["file"])))
+    raise InputError(f"{where}: calibration must be corpus, sample:N or file:PATH, got {value!r}")
+
+
+def parse_multipliers(values: list, where: str) -> tuple[int, ...]:
+    for m in values:
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise InputError(f"{where}: rescore multipliers must be integers of at least 1, got {m!r}")
+    if len(set(values)) != len(values):
+        raise InputError(f"{where}: rescore_multipliers has duplicates: {values}")
+    return tuple(values)
+
+
+def _multipliers(raw: LineDict) -> tuple[int, ...]:
+    """``rescore_multipliers: [1, 2, 4]``; the older scalar ``rescore_multiplier: 4`` means [4]."""
+    if "rescore_multipliers" in raw and "rescore_multiplier" in raw:
+        raise InputError(f"{raw.where('rescore_multiplier')}: give rescore_multipliers (a list) or the older "
+                         "rescore_multiplier, not both")  # fmt: skip
+    if "rescore_multiplier" in raw:
+        return parse_multipliers([raw["rescore_multiplier"]], raw.where("rescore_multiplier"))
+    return parse_multipliers(_list(raw, "rescore_multipliers", [4]), raw.where("rescore_multipliers"))
+
+
+def _lexical(raw: LineDict) -> tuple[str, ...]:
+    values = raw.get("lexical") or []
+    values = values if isinstance(values, list) else [values]
+    return tuple(lexical.parse(v, raw.where("lexical")) for v in values)
 
 
 def _list(raw: LineDict, key: str, default: list | None = None) -> list:
@@ -78,7 +120,9 @@ def config_from_mapping(raw: LineDict) -> SweepConfig:
         precisions=tuple(parse_precision(p, raw.where("precisions")) for p in _list(raw, "precisions")),
         batch_size=_positive(raw, "batch_size", 64),
         top_k=_positive(raw, "top_k", 1000),
-        rescore_multiplier=_positive(raw, "rescore_multiplier", 4),
+        rescore_multipliers=_multipliers(raw),
+        calibration=parse_calibration(raw.get("calibration", "corpus"), raw.where("calibration")),
+        lexical=_lexical(raw),
         output_dir=_path(raw, "output_dir", Path("results")),
         cache_dir=_path(raw, "cache_dir", default_cache_dir()),
         seed=typed(raw, "seed", int, 0),
@@ -136,6 +180,10 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
         raise InputError("--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
     if len(set(config.dims)) != len(config.dims):
         raise InputError(f"dims has duplicates: {list(config.dims)}")
+    if len(set(config.precisions)) != len(config.precisions):
+        raise InputError(f"precisions has duplicates: {list(config.precisions)}")
+    if config.calibration.kind == "file" and not Path(config.calibration.path).is_file():
+        raise InputError(f"{config.calibration.path}: calibration file not found")
 
 
 def with_overrides(config: SweepConfig, **changes: Any) -> SweepConfig:

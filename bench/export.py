@@ -1,7 +1,7 @@
 """Write a run's results in MTEB's result layout, one experiment folder per cell setting.
 
 ``OUT/<experiment>/<org__model>/<revision>/<Task>.json`` where the experiment is
-``<backend>__<dim>__<precision>``: each folder can be compared with, or submitted to, the MTEB
+``<backend>__<dim>__<precision>`` (``...__<precision>-m<m>`` for a rescoring cell): each folder can be compared with, or submitted to, the MTEB
 results repository as the results of that configuration. Files follow MTEB's ``TaskResult``
 schema (scores per split and subset, ``main_score``, ``mteb_version``, ``dataset_revision``).
 """
@@ -49,7 +49,8 @@ def export_mteb(run_dir: Path, out: Path) -> list[Path]:
     manifest, rows = results.read_run(run_dir)
     written = []
     for _, row in rows.iterrows():
-        experiment = f"{row['backend']}__{int(row['dim'])}__{row['precision']}"
+        multiplier = f"-m{int(row['rescore_multiplier'])}" if row["rescore_multiplier"] else ""
+        experiment = f"{row['backend']}__{int(row['dim'])}__{row['precision']}{multiplier}"
         model_dir = str(row["model_name"]).replace("/", "__")
         path = Path(out) / experiment / model_dir / str(row["model_revision"]) / f"{row['task_name']}.json"
         results.write_json(path, task_result(row, manifest))

@@ -7,11 +7,14 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench import precisions
+from bench.calibration import describe, read_texts
 from bench.config import validate
+from bench.errors import InputError
 from bench.models import model_registry
 from bench.taskdata import subset
 from bench.tasks import load_task, task_registry
-from bench.types import ModelSpec, Precision, SweepConfig, TaskData, TaskSpec
+from bench.types import ModelSpec, SweepConfig, TaskData, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,7 @@ class Plan:
     models: dict[str, ModelSpec]
     tasks: dict[str, TaskSpec]
     data: dict[str, TaskData]
+    calibration_texts: dict[str, str] | None = None  # with ``calibration: file:...``
 
 
 def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
@@ -32,21 +36,38 @@ def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
     data = {name: load_task(spec) for name, spec in tasks.items()}
     if config.limit:
         data = {name: subset(d, config.limit) for name, d in data.items()}
-    return Plan(config, {m: model_reg.get(m) for m in config.models}, tasks, data)
+    texts = read_texts(config.calibration.path) if config.calibration.kind == "file" else None
+    _check_calibration(config, data)
+    return Plan(config, {m: model_reg.get(m) for m in config.models}, tasks, data, texts)
 
 
-def grid(config: SweepConfig, model: ModelSpec) -> list[tuple[int, Precision]]:
-    """The (dim, precision) cells for a model; the float32 full-width reference is always in."""
-    cells = [(d, p) for d in config.dims for p in config.precisions]
-    reference = (model.dim, Precision.FLOAT32)
+def _check_calibration(config: SweepConfig, data: dict[str, TaskData]) -> None:
+    if config.calibration.kind != "sample":
+        return
+    for name, task in data.items():
+        if config.calibration.size > len(task.corpus):
+            raise InputError(f"calibration sample of {config.calibration.size} vectors is larger than "
+                             f"task {name}'s corpus ({len(task.corpus)} documents)")  # fmt: skip
+
+
+def grid(config: SweepConfig, model: ModelSpec) -> list[tuple[int, str, int]]:
+    """The (dim, precision, rescore multiplier) cells for a model: one per multiplier for a
+    rescoring precision, multiplier 0 otherwise. The float32 full-width reference is always in."""
+    cells = [(d, p, m) for d in config.dims for p in config.precisions for m in _multipliers(config, p)]
+    reference = (model.dim, "float32", 0)
     return cells if reference in cells else [reference, *cells]
+
+
+def _multipliers(config: SweepConfig, precision: str) -> tuple[int, ...]:
+    return config.rescore_multipliers if precisions.get(precision).rescored else (0,)
 
 
 def config_dict(config: SweepConfig) -> dict:
     """The resolved configuration as plain JSON values."""
     raw = asdict(config)
     raw["backends"] = [b.id for b in config.backends]
-    raw["precisions"] = [p.value for p in config.precisions]
+    raw["precisions"] = list(config.precisions)
+    raw["calibration"] = describe(config.calibration)
     raw["output_dir"], raw["cache_dir"] = str(config.output_dir), str(config.cache_dir)
     return raw
 

@@ -120,7 +120,7 @@ def reproduce(suite: dict, output_dir: Path, cache_dir: Path | None = None, tole
         )  # fmt: skip
         try:
             _, rows = results.read_run(runner.run(config, tasks_dir))
-            cell = rows[(rows.dim == model.dim) & (rows.precision == suite["precision"].value)].iloc[0]
+            cell = rows[(rows.dim == model.dim) & (rows.precision == suite["precision"])].iloc[0]
             outcomes.append(Outcome(row["task"], row["split"], row["subset"], row["main_score"], float(cell.main_score), tol))
         except BenchError as exc:
             outcomes.append(Outcome(row["task"], row["split"], row["subset"], row["main_score"], None, tol, str(exc)))

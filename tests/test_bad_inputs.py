@@ -51,7 +51,7 @@ CASES = {
     "missing split": (lambda t, s: (t / "retrieval" / "Toy.yaml").write_text(
         (t / "retrieval" / "Toy.yaml").read_text().replace("split: test", "split: dev")), 2, "dev.tsv: file not found"),
     "YAML key typo": (lambda t, s: s.write_text(s.read_text() + "rescore_multipler: 2\n"),
-                      2, "unknown key 'rescore_multipler' (did you mean 'rescore_multiplier'?)"),
+                      2, "unknown key 'rescore_multipler' (did you mean 'rescore_multiplier' or 'rescore_multipliers'?)"),
     "YAML value typo": (lambda t, s: s.write_text(s.read_text().replace("binary-rescore]", "binary-rescor]")),
                         2, "unknown precision 'binary-rescor' (did you mean 'binary-rescore'"),
     "unknown model": (lambda t, s: s.write_text(s.read_text().replace("models: [toy]", "models: [tiy]")),

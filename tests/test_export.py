@@ -17,7 +17,7 @@ def test_export_mteb_writes_files_mtebs_own_loader_reads(toy_sweep, toy_tasks_di
     assert main(["export-mteb", str(run_dir), str(out)]) == 0
     files = sorted(out.rglob("*.json"))
     assert len(files) == len(rows) == 18
-    path = out / "hashing-cpu-float32__16__binary-rescore" / "test__toy-hashing" / "v1" / "Toy.json"
+    path = out / "hashing-cpu-float32__16__binary-rescore-m4" / "test__toy-hashing" / "v1" / "Toy.json"
     loaded = TaskResult.from_disk(path)
     row = rows[(rows.dim == 16) & (rows.precision == "binary-rescore")].iloc[0]
     (scores,) = loaded.scores["test"]
