@@ -16,6 +16,7 @@ In the result grid a lexical baseline is a cell with model ``bm25`` (or ``bm25-s
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -62,6 +63,15 @@ def version() -> str:
     return installed("bm25s")
 
 
+def _bm25s():
+    """The bm25s module; it sets its own logger to DEBUG on import, which would print index
+    internals on every run, so it is brought back to the warnings level here."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
 def _stemmer(spec: LexicalSpec):
     if not spec.stemmer:
         return None
@@ -87,9 +97,7 @@ class LexicalIndex:
 
     def search(self, queries: Sequence[str], k: int) -> Hits:
         """Exact top-k by BM25 score, ties by lower corpus position; non-matching slots are -1."""
-        import bm25s
-
-        tokens = bm25s.tokenize(list(queries), stopwords=self.spec.stopwords, stemmer=self.stemmer,
+        tokens = _bm25s().tokenize(list(queries), stopwords=self.spec.stopwords, stemmer=self.stemmer,
                                 return_ids=False, show_progress=False)  # fmt: skip
         n_docs = int(self.retriever.scores["num_docs"])
         indices = np.full((len(tokens), k), -1, dtype=np.int64)
@@ -104,8 +112,7 @@ class LexicalIndex:
 
 def build(spec: LexicalSpec, corpus: Sequence[str]) -> LexicalIndex:
     """Tokenize and index the corpus with bm25s."""
-    import bm25s
-
+    bm25s = _bm25s()
     t0 = time.perf_counter()
     stemmer = _stemmer(spec)
     tokenized = bm25s.tokenize(list(corpus), stopwords=spec.stopwords, stemmer=stemmer, show_progress=False)

@@ -214,6 +214,15 @@ register(Precision(
 register(Precision(
     "int8", INT8, Scoring.COSINE, "int8", f"{CALIBRATED}, 256 levels minus 128", ST_INT8.format("int8")))
 register(Precision(
+    "int8-asym", INT8, Scoring.ASYMMETRIC, "int8",
+    "as int8; the float32 query (not quantized) against every dequantized document, one stage",
+    "int8-rescore with m large enough to keep every document (tested)"))
+register(Precision(
+    "int8-rescore", INT8, Scoring.COSINE, "int8",
+    "as int8; the top_k x m candidates re-ranked by the float32 query against their dequantized vectors",
+    "sentence-transformers' rescoring: _dequantize_embeddings, then the float query's inner product",
+    rescored=True))
+register(Precision(
     "uint8", UINT8, Scoring.COSINE, "uint8", f"{CALIBRATED}, 256 levels", ST_INT8.format("uint8")))
 register(Precision(
     "int4", INT4, Scoring.COSINE, "2 x 4 bits per byte", f"{CALIBRATED}, 16 levels minus 8",
@@ -229,20 +238,11 @@ register(Precision(
     "pplx-embed-v1's native binary and ubinary (FlexibleQuantizer stand-in); sentence-transformers "
     "binary/ubinary bits except on exact zeros", sign_rule=PPLX_SIGNS))
 register(Precision(
+    "binary-asym", SIGNS, Scoring.ASYMMETRIC, "packed bits",
+    "as binary; the float32 query (not quantized) against every document's +-1 vector, one stage",
+    "binary-rescore with m large enough to keep every document (tested)", sign_rule=PPLX_SIGNS))
+register(Precision(
     "binary-rescore", SIGNS, Scoring.HAMMING, "packed bits",
     "as binary; the top_k x m Hamming candidates re-ranked by the float32 query against their +-1 vectors",
     "sentence-transformers semantic_search_faiss(corpus_precision='ubinary', rescore=True) where the "
     "candidate cut is untied", rescored=True, sign_rule=PPLX_SIGNS))
-register(Precision(
-    "int8-rescore", INT8, Scoring.COSINE, "int8",
-    "as int8; the top_k x m candidates re-ranked by the float32 query against their dequantized vectors",
-    "sentence-transformers' rescoring: _dequantize_embeddings, then the float query's inner product",
-    rescored=True))
-register(Precision(
-    "int8-asym", INT8, Scoring.ASYMMETRIC, "int8",
-    "as int8; the float32 query (not quantized) against every dequantized document, one stage",
-    "int8-rescore with m large enough to keep every document (tested)"))
-register(Precision(
-    "binary-asym", SIGNS, Scoring.ASYMMETRIC, "packed bits",
-    "as binary; the float32 query (not quantized) against every document's +-1 vector, one stage",
-    "binary-rescore with m large enough to keep every document (tested)", sign_rule=PPLX_SIGNS))

@@ -26,7 +26,7 @@ def test_the_default_sweep_is_minilm_on_scifact_with_rescoring_asymmetric_cells_
     assert config.dims == (384, 256, 128, 64)
     assert {"int8-rescore", "int8-asym", "binary-asym", "binary-rescore"} <= set(config.precisions)
     assert config.rescore_multipliers == (1, 2, 4, 10) and config.top_k == 1000
-    assert config.lexical == ("bm25",) and config.calibration == CalibrationSpec()
+    assert config.lexical == ("bm25", "bm25-stemmed") and config.calibration == CalibrationSpec()
     cells = grid(config, model_registry(REPO / "tasks").get("all-MiniLM-L6-v2"))
     assert len(cells) == 4 * (7 + 2 * 4)  # every rescoring precision once per multiplier
     assert (384, "binary-rescore", 10) in cells and (384, "int8", 0) in cells
