@@ -163,8 +163,9 @@ def pareto_panel(ax, frame: pd.DataFrame, cost: str, metric: str = "ndcg_at_10",
     frame = frame[frame[cost].notna()]
     label, higher_better, base = PARETO_AXES[cost]
     dense = frame[frame.dim > 0]
-    for name, cells in variants(dense):
-        ax.scatter(cells[cost], cells[metric], label=name, s=22)
+    palette = _pyplot().get_cmap("tab20").colors  # enough distinct colours for every precision variant
+    for i, (name, cells) in enumerate(variants(dense)):
+        ax.scatter(cells[cost], cells[metric], label=name, s=22, color=palette[i % len(palette)])
     for _, lex in frame[frame.dim == 0].iterrows():
         ax.scatter([lex[cost]], [lex[metric]], marker="*", s=140, color="black", label=f"{lex.model} (lexical)")
     keyed = frame.assign(_cost=-frame[cost] if higher_better else frame[cost])
@@ -186,9 +187,10 @@ def plot_group(frame: pd.DataFrame, key: dict, out_dir: Path) -> list[Path]:
     title = f"{key['model']} on {key['task']} ({key['backend']})"
     paths = []
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for name, cells in variants(frame):
+    palette = plt.get_cmap("tab20").colors
+    for i, (name, cells) in enumerate(variants(frame)):
         sub = cells.sort_values("dim")
-        ax.plot(sub.dim, sub.ndcg_at_10, marker="o", label=name)
+        ax.plot(sub.dim, sub.ndcg_at_10, marker="o", label=name, color=palette[i % len(palette)])
     ax.set(xlabel="dimension", ylabel="nDCG@10", title=title)
     ax.set_xscale("log", base=2)
     ax.legend(fontsize=6, ncol=2)
