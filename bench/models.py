@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from bench.errors import InputError
-from bench.paths import default_tasks_dir
 from bench.registry import Registry
+from bench.paths import default_tasks_dir
 from bench.types import ModelSpec, Role
 from bench.yamlio import LineDict, check_keys, load_yaml, require_mapping, typed
 

