@@ -11,13 +11,13 @@ import pandas as pd
 
 from bench.errors import InputError
 
-AGGREGATE_KEYS = ("model", "task_name", "backend", "dim", "precision")
+AGGREGATE_KEYS = ("model", "task_name", "backend", "dim", "precision", "rescore_multiplier")
 
 
 def task_aggregates(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, task name, backend, dim, precision): the main score's name, MTEB's
-    aggregate (``main_score``), how many (split, subset) entries it averages, and which."""
-    keys = list(AGGREGATE_KEYS)
+    """One row per (model, task name, backend, dim, precision, rescore multiplier): the main score's
+    name, MTEB's aggregate (``main_score``), how many (split, subset) entries it averages, and which."""
+    keys = [k for k in AGGREGATE_KEYS if k in rows.columns]
     names = rows.groupby(keys, sort=True).main_score_name.nunique()
     if (names > 1).any():
         key = names[names > 1].index[0]

@@ -1,15 +1,17 @@
 """The columns that identify a cell in result tables, and which cell is the reference of a group.
 
-A cell is one (model, task, backend, dimension, precision); a group is the cells of one
-(model, task, backend). The reference of a group is its float32 cell at the widest dimension;
-the torch reference of a (model, task) is that cell on the float32 torch backend.
+A cell is one (model, task, backend, dimension, precision, rescore multiplier); a group is the
+cells of one (model, task, backend). The reference of a group is its float32 cell at the widest
+dimension; the torch reference of a (model, task) is that cell on the float32 torch backend.
+A lexical baseline (``bench.lexical``) is a group of one cell with no float32 reference: tables
+compare it with each dense group's reference of the same task.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-CELL_KEYS = ("model", "task", "backend", "dim", "precision")
+CELL_KEYS = ("model", "task", "backend", "dim", "precision", "rescore_multiplier")
 GROUP_KEYS = ("model", "task", "backend")
 REFERENCE_BACKENDS = ("torch-cpu-float32", "torch-cuda-float32")
 
@@ -34,3 +36,14 @@ def torch_reference_scores(rows: pd.DataFrame) -> pd.Series:
         return pd.Series(float("nan"), index=rows.index)
     ref = reference_rows(rows[rows.backend == present[0]], ("model", "task")).main_score
     return rows.join(ref.rename("reference"), on=["model", "task"])["reference"]
+
+
+def cell_label(precision: str, rescore_multiplier: int) -> str:
+    """How tables and plots name a cell's precision: rescoring cells carry their multiplier."""
+    return f"{precision} ×{int(rescore_multiplier)}" if rescore_multiplier else str(precision)
+
+
+def is_lexical(rows: pd.DataFrame) -> pd.Series:
+    """Rows of lexical baselines (they have no dimensions: dim 0)."""
+    return rows.dim == 0
+

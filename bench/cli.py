@@ -17,7 +17,7 @@ from bench.errors import BenchError, InputError
 
 EPILOG = """\
 quick start:
-  bench run                              the default sweep: MiniLM on SciFact, 4 dims x 6 precisions
+  bench run                              the default sweep: MiniLM on SciFact, 4 dims x 9 precisions, BM25
   bench run --limit 20 --dims 384,64     a smoke run on 20 queries
   bench run tasks/sweeps/default.yaml --precisions float32,binary-rescore
   bench report results/<run-id>          tables and plots from a finished run
@@ -91,7 +91,11 @@ def _add_run(sub) -> None:
     run.add_argument("--precisions", type=_str_list, help="override: e.g. float32,int8,binary")
     run.add_argument("--batch-size", type=_int)
     run.add_argument("--top-k", type=_int, help="documents retrieved per query (default 1000)")
-    run.add_argument("--rescore-multiplier", type=_int, help="binary-rescore candidates = top-k x this")
+    run.add_argument("--rescore-multipliers", type=_int_list,
+                     help="rescoring candidates = top-k x each, one cell per value (e.g. 1,2,4,10)")
+    run.add_argument("--rescore-multiplier", type=_int, help="one multiplier (same as --rescore-multipliers M)")
+    run.add_argument("--calibration", help="int8-family ranges fitted on: corpus | sample:N | file:PATH")
+    run.add_argument("--lexical", type=_str_list, help="lexical baselines: bm25,bm25-stemmed (or none)")
     run.add_argument("--limit", type=_int, help="smoke run: only the first N judged queries")
     run.add_argument("--output-dir", type=Path, help="where run folders go (default results/)")
     run.add_argument("--cache-dir", type=Path, help="embedding cache (default ~/.cache/bench)")
@@ -172,7 +176,8 @@ def _add_ls(sub) -> None:
 RUN_FLAGS = {  # sweep key -> the flag of bench run that overrides it
     "models": "--models", "tasks": "--tasks", "backends": "--backends", "dims": "--dims",
     "precisions": "--precisions", "batch_size": "--batch-size", "top_k": "--top-k",
-    "rescore_multiplier": "--rescore-multiplier", "limit": "--limit", "output_dir": "--output-dir",
+    "rescore_multipliers": "--rescore-multipliers", "rescore_multiplier": "--rescore-multiplier",
+    "calibration": "--calibration", "lexical": "--lexical", "limit": "--limit", "output_dir": "--output-dir",
     "cache_dir": "--cache-dir", "executor": "--executor", "scheduler": "--scheduler",
 }  # fmt: skip
 
@@ -187,6 +192,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench import report, runner
     from bench.config import load_config
 
+    if args.rescore_multiplier is not None and args.rescore_multipliers is not None:
+        raise InputError("give --rescore-multipliers or --rescore-multiplier, not both")
     overrides = {key: (flag, _flag_value(getattr(args, key))) for key, flag in RUN_FLAGS.items()}
     config = load_config(args.config, overrides)
     run_dir = runner.run(config, tasks_dir=args.tasks_dir, run_id=args.run_id)

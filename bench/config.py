@@ -9,19 +9,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from bench import lexical, precisions
 from bench.encoders import output_width, parse_backend
-from bench.errors import InputError, unknown
+from bench.errors import InputError
 from bench.models import model_registry
 from bench.paths import default_tasks_dir
 from bench.schemas import SweepSchema, validated
 from bench.tasks import task_registry
-from bench.types import Precision, SweepConfig
+from bench.types import CalibrationSpec, SweepConfig
 from bench.yamlio import LineDict, load_yaml, require_mapping
 
 log = logging.getLogger(__name__)
 
 # Keys whose value is a list; a single value is accepted as a list of one.
-LIST_KEYS = ("models", "tasks", "backends", "dims", "precisions")
+LIST_KEYS = ("models", "tasks", "backends", "dims", "precisions", "rescore_multipliers", "lexical")
 SWEEP_KEYS = tuple(SweepSchema.model_fields)
 EXECUTORS = ("local", "dask")
 
@@ -38,11 +39,46 @@ def default_config_path() -> Path:
     return default_tasks_dir() / "sweeps" / "default.yaml"
 
 
-def parse_precision(value: Any, where: str) -> Precision:
-    names = [p.value for p in Precision]
-    if value not in names:
-        raise InputError(f"{where}: {unknown('precision', str(value), names)}")
-    return Precision(value)
+def parse_precision(value: Any, where: str) -> str:
+    """A registered precision name (``bench.precisions``)."""
+    return precisions.parse(value, where)
+
+
+def parse_calibration(value: Any, where: str) -> CalibrationSpec:
+    """``corpus``, ``sample:N`` / ``{sample: N}``, or ``file:PATH`` / ``{file: PATH}``."""
+    if isinstance(value, str) and ":" in value:
+        kind, _, arg = value.partition(":")
+        value = {kind: arg}
+    if value == "corpus":
+        return CalibrationSpec()
+    if isinstance(value, dict) and len(value) == 1 and "sample" in value:
+        size = value["sample"]
+        size = int(size) if isinstance(size, str) and size.isdigit() else size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+            raise InputError(f"{where}: calibration sample must be an integer of at least 2, got {size!r}")
+        return CalibrationSpec("sample", size=size)
+    if isinstance(value, dict) and len(value) == 1 and "file" in value and isinstance(value["file"], str):
+        return CalibrationSpec("file", path=Path(os.path.expanduser(value["file"])))
+    raise InputError(f"{where}: calibration must be corpus, sample:N or file:PATH, got {value!r}")
+
+
+def parse_multipliers(values: list, where: str) -> tuple[int, ...]:
+    for m in values:
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise InputError(f"{where}: rescore multipliers must be integers of at least 1, got {m!r}")
+    if len(set(values)) != len(values):
+        raise InputError(f"{where}: rescore_multipliers has duplicates: {values}")
+    return tuple(values)
+
+
+def _multipliers(checked: SweepSchema, where: dict) -> tuple[int, ...]:
+    """``rescore_multipliers: [1, 2, 4]``; the older scalar ``rescore_multiplier: 4`` means [4]."""
+    if checked.rescore_multipliers is not None and checked.rescore_multiplier is not None:
+        raise InputError(f"{where['rescore_multiplier']}: give rescore_multipliers (a list) or the older "
+                         "rescore_multiplier, not both")  # fmt: skip
+    if checked.rescore_multiplier is not None:
+        return (checked.rescore_multiplier,)
+    return tuple(checked.rescore_multipliers or [4])
 
 
 def _as_lists(raw: Mapping[str, Any]) -> LineDict:
@@ -58,7 +94,7 @@ def config_from_mapping(raw: LineDict, flags: Mapping[str, str] | None = None) -
     maps the keys a command-line flag set to that flag, so errors name the flag."""
     raw, flags = _as_lists(raw), dict(flags or {})
     checked = validated(SweepSchema, raw, raw.source, flags)
-    where = {k: flags.get(k) or raw.where(k) for k in LIST_KEYS}
+    where = {k: flags.get(k) or raw.where(k) for k in (*LIST_KEYS, "rescore_multiplier", "calibration")}
     if checked.executor == "dask" and not checked.scheduler:
         raise InputError(f"{flags.get('executor') or raw.where('executor')}: executor dask needs a scheduler "
                          "address (--scheduler tcp://HOST:8786)")  # fmt: skip
@@ -67,7 +103,9 @@ def config_from_mapping(raw: LineDict, flags: Mapping[str, str] | None = None) -
         backends=tuple(parse_backend(b, where["backends"]) for b in checked.backends),
         dims=tuple(checked.dims),
         precisions=tuple(parse_precision(p, where["precisions"]) for p in checked.precisions),
-        batch_size=checked.batch_size, top_k=checked.top_k, rescore_multiplier=checked.rescore_multiplier,
+        batch_size=checked.batch_size, top_k=checked.top_k, rescore_multipliers=_multipliers(checked, where),
+        calibration=parse_calibration(checked.calibration, where["calibration"]),
+        lexical=tuple(lexical.parse(n, where["lexical"]) for n in checked.lexical if n != "none"),
         output_dir=Path(os.path.expanduser(checked.output_dir)),
         cache_dir=Path(os.path.expanduser(checked.cache_dir)) if checked.cache_dir else default_cache_dir(),
         seed=checked.seed, limit=checked.limit, measure=checked.measure,
@@ -86,7 +124,13 @@ def load_config(path: Path | None, overrides: Mapping[str, tuple[str, Any]] | No
     for key, (flag, value) in (overrides or {}).items():
         if value is not None:
             raw[key], flags[key] = value, flag
+            for replaced in SUPERSEDES.get(key, ()):  # a flag replaces the file's other spelling
+                raw.pop(replaced, None)
     return config_from_mapping(raw, flags)
+
+
+# A flag for one spelling of a setting replaces the file's value under the other spelling.
+SUPERSEDES = {"rescore_multiplier": ("rescore_multipliers",), "rescore_multipliers": ("rescore_multiplier",)}
 
 
 def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
@@ -110,6 +154,10 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
         raise InputError("--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
     if len(set(config.dims)) != len(config.dims):
         raise InputError(f"dims has duplicates: {list(config.dims)}")
+    if len(set(config.precisions)) != len(config.precisions):
+        raise InputError(f"precisions has duplicates: {list(config.precisions)}")
+    if config.calibration.kind == "file" and not Path(config.calibration.path).is_file():
+        raise InputError(f"{config.calibration.path}: calibration file not found")
 
 
 def with_overrides(config: SweepConfig, **changes: Any) -> SweepConfig:

@@ -27,11 +27,13 @@ class CellScores:
 def run_dict(
     hits: Hits, query_ids: Sequence[str], doc_ids: Sequence[str], ignore_identical_ids: bool
 ) -> dict[str, dict[str, float]]:
-    """pytrec_eval's ``{query: {doc: score}}``; identical ids dropped after retrieval, as MTEB does."""
+    """pytrec_eval's ``{query: {doc: score}}``; identical ids dropped after retrieval, as MTEB does.
+    Empty slots (index -1: a lexical query matched fewer than k documents) are left out."""
     docs = np.asarray(doc_ids, dtype=object)
     run: dict[str, dict[str, float]] = {}
     for row, qid in enumerate(query_ids):
-        ranked = dict(zip(docs[hits.indices[row]].tolist(), hits.scores[row].tolist()))
+        found = hits.indices[row] >= 0
+        ranked = dict(zip(docs[hits.indices[row][found]].tolist(), hits.scores[row][found].tolist()))
         if ignore_identical_ids:
             ranked.pop(qid, None)
         run[qid] = ranked
@@ -40,14 +42,15 @@ def run_dict(
 
 def evaluate_index(
     index: Index,
-    queries: np.ndarray,
+    queries: np.ndarray | Sequence[str],
     query_ids: Sequence[str],
     doc_ids: Sequence[str],
     qrels: Mapping[str, Mapping[str, int]],
     top_k: int,
     ignore_identical_ids: bool = False,
 ) -> CellScores:
-    """Exact top-``top_k`` search for every query, then MTEB's metrics."""
+    """Exact top-``top_k`` search for every query, then MTEB's metrics. ``index`` is anything with
+    ``search(queries, k) -> Hits``: a dense ``Index`` (query vectors) or a lexical one (texts)."""
     t0 = time.perf_counter()
     hits = index.search(queries, min(top_k, len(doc_ids)))
     t1 = time.perf_counter()

@@ -51,19 +51,22 @@ def run_local(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) ->
             finally:
                 lazy.close()
             del lazy  # free the model before the next backend loads
+    for task in the_plan.tasks:
+        for name in the_plan.config.lexical:
+            records.append(lexical_task(the_plan, units.lexical_cell(name, task), run_dir))
     return records
 
 
 def _local_task(the_plan: Plan, model, backend, task, cache, lazy, run_dir: Path) -> list[dict]:
     encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy)
     out, costs = [], None
-    for dim, precision in tqdm(grid(the_plan.config, model, backend), desc=f"evaluate {model.key} on {task}", disable=None):
-        cell = Cell(model.key, task, backend.id, dim, precision)
+    for dim, precision, m in tqdm(grid(the_plan.config, model, backend), desc=f"evaluate {model.key} on {task}", disable=None):
+        cell = Cell(model.key, task, backend.id, dim, precision, m)
         record = units.read_cell(the_plan, run_dir, cell)
         if record is None:
             if costs is None:  # measured once per (model, backend, task), only if a cell needs it
                 costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
-            record = units.evaluate_cell(the_plan, cell, model, encoded.docs, encoded.queries, costs)
+            record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
             units.write_cell(the_plan, run_dir, cell, record)
         out.append(record)
     return out
@@ -90,8 +93,17 @@ def cell_task(the_plan: Plan, cell: Cell, backend: BackendSpec, costs: dict, run
         return record
     model = the_plan.models[cell.model]
     encoded = units.cached_vectors(the_plan, model, backend, cell.task, EmbeddingCache(the_plan.config.cache_dir))
-    record = units.evaluate_cell(the_plan, cell, model, encoded.docs, encoded.queries, costs)
+    record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
     units.write_cell(the_plan, run_dir, cell, record)
+    return record
+
+
+def lexical_task(the_plan: Plan, cell: Cell, run_dir: Path) -> dict:
+    """A lexical baseline's cell (in process, or as a Dask task): read back or evaluate and write."""
+    record = units.read_cell(the_plan, run_dir, cell)
+    if record is None:
+        record = units.evaluate_lexical_cell(the_plan, cell)
+        units.write_cell(the_plan, run_dir, cell, record)
     return record
 
 
@@ -115,10 +127,14 @@ def run_on_dask(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) 
                 for task in the_plan.tasks:
                     costs = client.submit(encode_task, plan_future, model.key, backend, task, encoder_factory,
                                           resources=resources, retries=RETRIES, pure=False)  # fmt: skip
-                    for dim, precision in grid(config, model, backend):
-                        cell = Cell(model.key, task, backend.id, dim, precision)
+                    for dim, precision, m in grid(config, model, backend):
+                        cell = Cell(model.key, task, backend.id, dim, precision, m)
                         futures.append(client.submit(cell_task, plan_future, cell, backend, costs, run_dir,
                                                      retries=RETRIES, pure=False))  # fmt: skip
+        for task in the_plan.tasks:
+            for name in config.lexical:
+                futures.append(client.submit(lexical_task, plan_future, units.lexical_cell(name, task), run_dir,
+                                             retries=RETRIES, pure=False))  # fmt: skip
         return client.gather(futures)
 
 

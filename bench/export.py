@@ -1,7 +1,7 @@
 """Write a run's results in MTEB's result layout, one experiment folder per cell setting.
 
 ``OUT/<experiment>/<org__model>/<revision>/<Task>.json`` where the experiment is
-``<backend>__<dim>__<precision>``, with MTEB's ``model_meta.json`` beside each task file: each
+``<backend>__<dim>__<precision>`` (plus ``m<m>`` for a rescoring cell), with MTEB's ``model_meta.json`` beside each task file: each
 folder can be compared with, or submitted to, the MTEB results repository as the results of that
 configuration. One ``TaskResult`` per task holds every split and subset the run evaluated
 (``scores[split]`` is a list over subsets with ``hf_subset`` and ``languages``), so MTEB's own
@@ -23,7 +23,7 @@ from bench.errors import InputError
 from bench.metrics import QUALITY_METRICS
 from bench.names import file_stem
 
-FILE_KEYS = ("backend", "dim", "precision", "model", "task_name")
+FILE_KEYS = ("backend", "dim", "precision", "rescore_multiplier", "model", "task_name")
 
 
 def mteb_version(manifest: dict) -> str:
@@ -72,10 +72,11 @@ def model_meta(row: pd.Series, manifest: dict) -> dict:
     ``embed_dim`` is the cell's dimension, the width its vectors have."""
     from mteb.models.model_meta import ModelMeta, ScoringFunction
 
-    spec = manifest["models"][row["model"]]
+    spec = manifest.get("models", {}).get(row["model"], {})  # a lexical baseline has no registry entry
     meta = ModelMeta.create_empty(overwrites={
-        "name": str(row["model_name"]), "revision": str(row["model_revision"]), "embed_dim": int(row["dim"]),
-        "max_tokens": spec.get("max_length"), "n_parameters": spec.get("n_parameters") or None,
+        "name": str(row["model_name"]), "revision": str(row["model_revision"]),
+        "embed_dim": int(row["dim"]) or None,
+        "max_tokens": spec.get("max_length") or None, "n_parameters": spec.get("n_parameters") or None,
         "license": spec.get("license") or None, "similarity_fn_name": ScoringFunction("cosine"), "modalities": ["text"],
     })  # fmt: skip
     return meta.to_dict()
@@ -91,14 +92,23 @@ def _validated(document: dict, where: Path) -> None:
         raise InputError(f"{where}: not a valid MTEB TaskResult: {str(exc).splitlines()[0]}") from None
 
 
+def _component(value: str, what: str) -> str:
+    """One folder name of MTEB's layout, as MTEB writes it; never a path that leaves ``out``."""
+    if not value or value in (".", "..") or "/" in value or "\\" in value or "\0" in value:
+        raise InputError(f"{what} {value!r} cannot be a folder of MTEB's result layout")
+    return value
+
+
 def export_mteb(run_dir: Path, out: Path) -> list[Path]:
     """Write every task of every cell setting of a finished run; returns the task files written."""
     manifest, rows = results.read_run(run_dir)
     written: list[Path] = []
     for _, group in rows.groupby(list(FILE_KEYS), sort=False):
         first = group.iloc[0]
-        folder = Path(out) / file_stem(first["backend"], int(first["dim"]), first["precision"])
-        folder = folder / str(first["model_name"]).replace("/", "__").replace(" ", "_") / str(first["model_revision"])
+        multiplier = [f"m{int(first['rescore_multiplier'])}"] if first.get("rescore_multiplier") else []
+        folder = Path(out) / file_stem(first["backend"], int(first["dim"]), first["precision"], *multiplier)
+        folder = folder / _component(str(first["model_name"]).replace("/", "__").replace(" ", "_"), "model name")
+        folder = folder / _component(str(first["model_revision"]), "model revision")
         path = folder / f"{first['task_name']}.json"
         if path in written:
             raise InputError(f"{path}: two models of the run share this name and revision; export one of them")

@@ -48,7 +48,7 @@ def write_results(records: list[dict], run_dir: Path, config: SweepConfig) -> No
     main = intervals.merge(rows[[*keys, "main_score_name"]], on=keys)
     main = main[main.metric == main.main_score_name][[*keys, "ci_low", "ci_high"]]
     rows = rows.merge(main.rename(columns={"ci_low": "main_score_ci_low", "ci_high": "main_score_ci_high"}), on=keys)
-    rows = rows.merge(stats.reference_comparisons(per_query, rows, n, seed), on=keys)
+    rows = rows.merge(stats.reference_comparisons(per_query, rows, n, seed), on=keys, how="left")
     results.write_frame(run_dir / results.INTERVALS, intervals)
     results.write_frame(run_dir / results.PER_QUERY, per_query)
     results.write_csv(run_dir / "rows.csv", rows)

@@ -20,10 +20,12 @@ import pandas as pd
 
 from bench import results
 from bench.cells import CELL_KEYS as CELL
+from bench.cells import cell_label
 from bench.errors import InputError, unknown
 from bench.metrics import ALL_METRICS, GATED_QUALITY
 
-GRID_KEYS = ("models", "tasks", "backends", "dims", "precisions", "top_k", "rescore_multiplier", "limit")
+GRID_KEYS = ("models", "tasks", "backends", "dims", "precisions", "top_k", "rescore_multipliers", "calibration",
+             "lexical", "limit")
 DEFAULT_TOLERANCE = {"quality": ("abs", 0.005), "cost": ("rel", 0.25)}
 
 
@@ -178,7 +180,8 @@ def markdown(findings: list[Finding], baseline: dict, run_id: str) -> str:
              "|---|---|---|---:|---|---|---:|---:|---:|---:|"]  # fmt: skip
     for f in bad:
         c = f.cell
-        lines.append(f"| {c['model']} | {c['task']} | {c['backend']} | {c['dim']} | {c['precision']} | {f.metric} | "
+        label = cell_label(c["precision"], c["rescore_multiplier"])
+        lines.append(f"| {c['model']} | {c['task']} | {c['backend']} | {c['dim']} | {label} | {f.metric} | "
                      f"{f.baseline:.5g} | {f.measured:.5g} | {f.worse_by:.5g} | {f.allowed:.5g} |")  # fmt: skip
     return head + "\n".join(lines) + "\n"
 

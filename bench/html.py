@@ -13,13 +13,14 @@ import pandas as pd
 from bench import report, results
 from bench.aggregate import task_aggregates
 from bench.cache import atomic_write_bytes
+from bench.cells import is_lexical
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1200px;color:#222}
 h1{font-size:1.6rem}h2{margin-top:2.2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}
 td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}th{background:#f4f4f4}
-td.l,th.l{text-align:left}.worse{color:#b00020;font-weight:600}.ci{color:#666;font-size:.75rem}
+td.l,th.l{text-align:left}.worse{color:#b00020;font-weight:600}.better{color:#1b6e20;font-weight:600}.ci{color:#666;font-size:.75rem}
 figure{display:inline-block;margin:.5rem}figure img{max-width:560px;border:1px solid #eee}
 details pre{background:#f8f8f8;padding:.6rem;overflow:auto;font-size:.75rem}
 """
@@ -38,22 +39,23 @@ def _table(frame: pd.DataFrame, table_id: str, left: int = 0) -> str:
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def _quality(frame: pd.DataFrame, table_id: str) -> str:
-    precisions = [p for p in report.PRECISION_ORDER if p in set(frame.precision)]
-    out = pd.DataFrame({"dim": sorted(frame.dim.unique(), reverse=True)})
-    for p in precisions:
-        cells = []
-        for dim in out.dim:
-            hit = frame[(frame.dim == dim) & (frame.precision == p)]
-            if hit.empty:
-                cells.append("")
-                continue
-            r = hit.iloc[0]
-            cls = ' class="worse" title="significantly worse than float32 at full dimension"' if r.get("significantly_worse") else ""
-            ci = f'<br><span class="ci">[{r.main_score_ci_low:.4f}, {r.main_score_ci_high:.4f}]</span>' if "main_score_ci_low" in r else ""
-            cells.append(f"<span{cls}>{r.main_score:.4f}</span> ({100 * r.retention:.1f}%){ci}")
-        out[p] = cells
-    return _table(out, table_id)
+def _entry(shown) -> str:
+    if shown is None:
+        return ""
+    title = {" ▼": "significantly worse", " ▲": "significantly better"}.get(shown.mark)
+    cls = f' class="{"worse" if shown.mark == " ▼" else "better"}" title="{title} than float32 at full dimension"' \
+        if title else ""  # fmt: skip
+    ci = f'<br><span class="ci">[{shown.ci_low:.4f}, {shown.ci_high:.4f}]</span>' if shown.ci_low is not None else ""
+    return f"<span{cls}>{shown.score:.4f}</span> ({100 * shown.retention:.1f}%){_e(shown.mark)}{ci}"
+
+
+def _quality(frame: pd.DataFrame, lexical: pd.DataFrame, cmp, table_id: str) -> str:
+    """Precision variants (then lexical baselines) down, dimensions across, as in table.md."""
+    dims, lines = report.quality_grid(frame, lexical, cmp)
+    out = pd.DataFrame({"precision": [_e(label) for label, _ in lines]})
+    for i, dim in enumerate(dims):
+        out[str(dim)] = [_entry(shown[i]) for _, shown in lines]
+    return _table(out, table_id, left=1)
 
 
 def _aggregates(rows: pd.DataFrame) -> str:
@@ -90,12 +92,12 @@ def _costs(rows: pd.DataFrame) -> str:
     cols = [c for c, _, _ in report.COST_COLUMNS if c in rows.columns]
     if not cols:
         return "<p>No cost measurements in this run.</p>"
-    first = rows.groupby(report.GROUP, sort=True).first().reset_index()[[*report.GROUP, *cols]]
+    first = rows[~is_lexical(rows)].groupby(report.GROUP, sort=True).first().reset_index()[[*report.GROUP, *cols]]
     for c, _, template in report.COST_COLUMNS:
         if c in first.columns:
             first[c] = [report.format_value(v, template, c) for v in first[c]]
     search = [c for c in ("index_bytes", "search_queries_per_second", "search_latency_p50_ms", "search_latency_p95_ms") if c in rows.columns]
-    per_cell = rows[[*report.GROUP, "dim", "precision", "bytes_per_vector", *search]].copy()
+    per_cell = rows[[*report.GROUP, "dim", "precision", "rescore_multiplier", "bytes_per_vector", *search]].copy()
     for c in search:
         per_cell[c] = [f"{v:,.1f}" if pd.notna(v) else "–" for v in per_cell[c]]
     return _table(first, "encode-costs", left=3) + _table(per_cell, "search-costs", left=3)
@@ -106,13 +108,15 @@ def render_html(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     manifest, rows = results.read_run(run_dir)
     report.render(run_dir)
-    quality = []
+    quality, cmp, lexical = [], report.comparison_settings(run_dir, manifest), rows[is_lexical(rows)]
     for key, frame in report.groups(rows):
         gid = "quality-" + "-".join(str(key[k]) for k in report.GROUP)
+        table = _quality(frame, lexical[lexical.task == key["task"]], cmp, gid)
         quality.append(f"<h3>{_e(key['model'])} · {_e(key['task'])} · {_e(key['backend'])}</h3>"
                        f"<p>{_e(frame.main_score_name.iloc[0])}, retention against float32 at full dimension, "
-                       f"bootstrap 95% interval; <span class=worse>red</span>: significantly worse than that "
-                       f"reference (paired permutation test, p &lt; 0.05).</p>{_quality(frame, gid)}")  # fmt: skip
+                       f"bootstrap 95% interval; <span class=worse>red ▼</span> / <span class=better>green ▲"
+                       f"</span>: significantly worse / better than that reference (paired permutation test, "
+                       f"p &lt; 0.05); ×m: rescoring candidates = top_k × m.</p>{table}")  # fmt: skip
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>bench run {_e(manifest['run_id'])}</title>"
             f"<style>{CSS}</style></head><body><h1>bench run {_e(manifest['run_id'])}</h1>"
             f'<h2>Run</h2>{_manifest(manifest)}<h2>Quality</h2><div id="quality">{"".join(quality)}</div>'

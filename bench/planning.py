@@ -7,14 +7,16 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench import precisions
+from bench.calibration import describe, read_texts
 from bench.config import validate
+from bench.encoders import output_width, vector_identity
 from bench.errors import InputError
+from bench.evaluate import SCORING_VERSION
 from bench.models import model_registry
 from bench.taskdata import subset
 from bench.tasks import load_task, task_registry
-from bench.encoders import output_width, vector_identity
-from bench.evaluate import SCORING_VERSION
-from bench.types import BackendSpec, ModelSpec, Precision, Role, SweepConfig, TaskData, TaskSpec
+from bench.types import BackendSpec, ModelSpec, Role, SweepConfig, TaskData, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class Plan:
     data: dict[str, TaskData]
     task_digests: dict[str, str] = field(default_factory=dict)
     vector_digests: dict[tuple[str, str], str] = field(default_factory=dict)  # (model key, backend id)
+    calibration_texts: dict[str, str] | None = None  # with ``calibration: file:...``
 
     def inputs_fingerprint(self) -> str:
         """The content of every input and the scoring code's version, in one digest."""
@@ -44,11 +47,22 @@ def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
     data = {key: load_task(spec) for key, spec in tasks.items()}
     if config.limit:
         data = {name: subset(d, config.limit) for name, d in data.items()}
+    texts = read_texts(config.calibration.path) if config.calibration.kind == "file" else None
+    _check_calibration(config, data)
     models = {m: model_reg.get(m) for m in config.models}
     vectors = {(m.key, b.id): digest([vector_identity(m, b, role, config.cache_dir) for role in Role])
                for m in models.values() for b in config.backends}  # fmt: skip
     task_digests = {name: task_digest(tasks[name], d) for name, d in data.items()}
-    return Plan(config, models, tasks, data, task_digests, vectors)
+    return Plan(config, models, tasks, data, task_digests, vectors, texts)
+
+
+def _check_calibration(config: SweepConfig, data: dict[str, TaskData]) -> None:
+    if config.calibration.kind != "sample":
+        return
+    for name, task in data.items():
+        if config.calibration.size > len(task.corpus):
+            raise InputError(f"calibration sample of {config.calibration.size} vectors is larger than "
+                             f"task {name}'s corpus ({len(task.corpus)} documents)")  # fmt: skip
 
 
 def expand_tasks(names: tuple[str, ...], tasks_dir: Path | None = None) -> dict[str, TaskSpec]:
@@ -85,19 +99,25 @@ def task_digest(spec: TaskSpec, data: TaskData) -> str:
     return h.hexdigest()[:24]
 
 
-def grid(config: SweepConfig, model: ModelSpec, backend: BackendSpec) -> list[tuple[int, Precision]]:
-    """The (dim, precision) cells of a model on a backend; the float32 cell at the backend's full
+def grid(config: SweepConfig, model: ModelSpec, backend: BackendSpec) -> list[tuple[int, str, int]]:
+    """The (dim, precision, rescore multiplier) cells of a model on a backend: one per multiplier
+    for a rescoring precision, multiplier 0 otherwise. The float32 cell at the backend's full
     width (the model's, or a server's ``dimensions``) is always in, as the reference."""
-    cells = [(d, p) for d in config.dims for p in config.precisions]
-    reference = (output_width(model, backend), Precision.FLOAT32)
+    cells = [(d, p, m) for d in config.dims for p in config.precisions for m in _multipliers(config, p)]
+    reference = (output_width(model, backend), "float32", 0)
     return cells if reference in cells else [reference, *cells]
+
+
+def _multipliers(config: SweepConfig, precision: str) -> tuple[int, ...]:
+    return config.rescore_multipliers if precisions.get(precision).rescored else (0,)
 
 
 def config_dict(config: SweepConfig) -> dict:
     """The resolved configuration as plain JSON values."""
     raw = asdict(config)
     raw["backends"] = [b.id for b in config.backends]
-    raw["precisions"] = [p.value for p in config.precisions]
+    raw["precisions"] = list(config.precisions)
+    raw["calibration"] = describe(config.calibration)
     raw["output_dir"], raw["cache_dir"] = str(config.output_dir), str(config.cache_dir)
     return raw
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from bench import results
+from bench import precisions, results, stats
 from bench.aggregate import task_aggregates
 from bench.cache import atomic_write_bytes
-from bench.cells import GROUP_KEYS
+from bench.cells import GROUP_KEYS, cell_label, is_lexical
 from bench.names import file_stem
-from bench.types import Precision
 
 GROUP = list(GROUP_KEYS)
-PRECISION_ORDER = [p.value for p in Precision]
+PRECISION_ORDER = precisions.names()
+ALPHA = 0.05  # significance level of the ▼/▲ marks
 
 
 def group_stem(key: dict) -> str:
@@ -24,38 +25,95 @@ def group_stem(key: dict) -> str:
 
 
 def groups(rows: pd.DataFrame):
-    for key, frame in rows.groupby(GROUP, sort=True):
+    """Dense (model, task, backend) groups; lexical baselines are shown inside their task's groups."""
+    for key, frame in rows[~is_lexical(rows)].groupby(GROUP, sort=True):
         yield dict(zip(GROUP, key)), frame
 
 
-def pivot_table(frame: pd.DataFrame, metric: str = "main_score") -> str:
-    """Markdown: dimensions down, precisions across, ``score (retention %)`` in each cell."""
-    cols = [p for p in PRECISION_ORDER if p in set(frame.precision)]
-    header = "| dim | " + " | ".join(cols) + " |"
-    lines = [header, "|" + "---:|" * (len(cols) + 1)]
-    for dim in sorted(frame.dim.unique(), reverse=True):
-        cells = []
-        for p in cols:
-            hit = frame[(frame.dim == dim) & (frame.precision == p)]
-            if hit.empty:
-                cells.append("")
-            else:
-                r = hit.iloc[0]
-                mark = " ▼" if bool(r.get("significantly_worse", False)) else ""
-                cells.append(f"{r[metric]:.4f} ({100 * r.retention:.1f}%){mark}")
-        lines.append(f"| {dim} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def variants(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(label, cells) per precision variant, in registry order, then by rescore multiplier."""
+    order = {name: i for i, name in enumerate(PRECISION_ORDER)}
+    keys = sorted({(p, int(m)) for p, m in zip(frame.precision, frame.rescore_multiplier)},
+                  key=lambda pm: (order.get(pm[0], len(order)), pm[0], pm[1]))  # fmt: skip
+    return [(cell_label(p, m), frame[(frame.precision == p) & (frame.rescore_multiplier == m)]) for p, m in keys]
 
 
-def summary_markdown(rows: pd.DataFrame) -> str:
-    """One pivot per (model, task, backend), headed by what the score is."""
-    parts = []
+@dataclass(frozen=True)
+class Shown:
+    """One table entry: a cell's main score against its group's float32 full-width reference."""
+
+    score: float
+    retention: float
+    mark: str  # " ▼" significantly worse, " ▲" significantly better, "" neither
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+def _mark(difference, p_value) -> str:
+    if p_value is None or pd.isna(p_value) or p_value >= ALPHA:
+        return ""
+    return " ▼" if difference < 0 else " ▲"
+
+
+def _shown(row: pd.Series) -> Shown:
+    return Shown(float(row.main_score), float(row.retention), _mark(row.get("vs_reference_difference"),
+                 row.get("vs_reference_p_value")), row.get("main_score_ci_low"), row.get("main_score_ci_high"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Settings of the paired comparisons made when rendering (a lexical row against a group)."""
+
+    per_query: pd.DataFrame | None
+    resamples: int = 1000
+    seed: int = 0
+
+
+def _lexical_shown(lex: pd.Series, frame: pd.DataFrame, cmp: Comparison) -> Shown:
+    """A lexical baseline against this group's reference, paired by query like every cell."""
+    ref = frame[(frame.precision == "float32") & (frame.rescore_multiplier == 0)].sort_values("dim").iloc[-1]
+    ci = (lex.get("main_score_ci_low"), lex.get("main_score_ci_high"))
+    if cmp.per_query is None:
+        return Shown(float(lex.main_score), float(lex.main_score / ref.main_score), "", *ci)
+    c = stats.compare_cells(cmp.per_query, lex, ref, ref.main_score_name, cmp.resamples, cmp.seed)
+    return Shown(float(lex.main_score), float(lex.main_score / ref.main_score), _mark(c.mean_difference, c.p_value), *ci)
+
+
+def quality_grid(frame: pd.DataFrame, lexical: pd.DataFrame, cmp: Comparison) -> tuple[list[int], list[tuple[str, list]]]:
+    """Dimensions (widest first) and, per precision variant then per lexical baseline, a label and
+    one ``Shown`` (or None) per dimension; a lexical baseline fills only the widest column."""
+    dims = sorted(frame.dim.unique(), reverse=True)
+    lines = []
+    for label, cells in variants(frame):
+        by_dim = {int(r.dim): _shown(r) for _, r in cells.iterrows()}
+        lines.append((label, [by_dim.get(int(d)) for d in dims]))
+    for _, lex in lexical.iterrows():
+        lines.append((f"{lex.model} (lexical, no dimensions)", [_lexical_shown(lex, frame, cmp)] + [None] * (len(dims) - 1)))
+    return dims, lines
+
+
+def pivot_table(frame: pd.DataFrame, lexical: pd.DataFrame | None = None, cmp: Comparison = Comparison(None)) -> str:
+    """Markdown: precisions down, dimensions across, ``score (retention %)`` and a mark per cell."""
+    lexical = frame.iloc[:0] if lexical is None else lexical
+    dims, lines = quality_grid(frame, lexical, cmp)
+    out = ["| precision | " + " | ".join(str(d) for d in dims) + " |", "|---|" + "---:|" * len(dims)]
+    for label, shown in lines:
+        cells = [f"{s.score:.4f} ({100 * s.retention:.1f}%){s.mark}" if s else "" for s in shown]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def summary_markdown(rows: pd.DataFrame, cmp: Comparison = Comparison(None)) -> str:
+    """One pivot per (model, task, backend), headed by what the score is, with the task's
+    lexical baselines as extra lines."""
+    parts, lexical = [], rows[is_lexical(rows)]
     for key, frame in groups(rows):
         metric = frame.main_score_name.iloc[0]
         parts.append(
             f"### {key['model']} · {key['task']} · {key['backend']}\n\n"
-            f"{metric} (retention vs float32 at full dimension; ▼ significantly worse than it, "
-            f"paired permutation test p < 0.05)\n\n{pivot_table(frame)}\n"
+            f"{metric} (retention vs float32 at full dimension; ▼/▲ significantly worse/better than it, "
+            f"paired permutation test p < {ALPHA}; ×m: rescoring candidates = top_k × m)\n\n"
+            f"{pivot_table(frame, lexical[lexical.task == key['task']], cmp)}\n"
         )
     return "\n".join(parts)
 
@@ -76,10 +134,10 @@ def aggregate_table(rows: pd.DataFrame) -> str:
 
 
 def full_table(rows: pd.DataFrame) -> str:
-    cols = [*GROUP, "dim", "precision", "bytes_per_vector", "main_score_name", "main_score", "ndcg_at_10",
-            "recall_at_100", "mrr_at_10", "retention"]  # fmt: skip
-    frame = rows[cols].copy()
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    cols = [*GROUP, "dim", "precision", "rescore_multiplier", "bytes_per_vector", "main_score_name", "main_score",
+            "ndcg_at_10", "recall_at_100", "mrr_at_10", "retention"]  # fmt: skip
+    frame = rows[[c for c in cols if c in rows.columns]].copy()
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
     for _, r in frame.iterrows():
         vals = [f"{v:.4f}" if isinstance(v, float) and c != "bytes_per_vector" else f"{v:g}"
                 if isinstance(v, float) else str(v) for c, v in r.items()]  # fmt: skip
@@ -98,40 +156,80 @@ def pareto_front(points: pd.DataFrame, cost: str, score: str) -> pd.DataFrame:
     return ordered.loc[keep]
 
 
-def plot_group(frame: pd.DataFrame, key: dict, out_dir: Path) -> list[Path]:
-    """The main score against dimension (a line per precision) and against bytes per vector."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stem, metric = group_stem(key), frame.main_score_name.iloc[0]
+    return plt
+
+
+def point_label(row: pd.Series, with_model: bool = False) -> str:
+    """``precision ×m@dim`` for a cell; the model name for a lexical baseline."""
+    if row.dim == 0:
+        return str(row.model)
+    text = f"{cell_label(row.precision, row.rescore_multiplier)}@{row.dim}"
+    return f"{row.model}: {text}" if with_model else text
+
+
+# cost column -> (axis label, higher is better, log base)
+PARETO_AXES = {
+    "bytes_per_vector": ("bytes per vector (log scale)", False, 2),
+    "search_queries_per_second": ("exact search throughput (queries/s, log scale)", True, 10),
+}
+
+
+def pareto_panel(ax, frame: pd.DataFrame, cost: str, metric: str = "main_score", with_model: bool = False) -> None:
+    """``metric`` against a cost column, one colour per precision variant (lexical baselines as black
+    stars), the Pareto frontier drawn and its points labelled."""
+    frame = frame[frame[cost].notna()]
+    label, higher_better, base = PARETO_AXES[cost]
+    dense = frame[frame.dim > 0]
+    palette = _pyplot().get_cmap("tab20").colors  # enough distinct colours for every precision variant
+    for i, (name, cells) in enumerate(variants(dense)):
+        ax.scatter(cells[cost], cells[metric], label=name, s=22, color=palette[i % len(palette)])
+    for _, lex in frame[frame.dim == 0].iterrows():
+        ax.scatter([lex[cost]], [lex[metric]], marker="*", s=140, color="black", label=f"{lex.model} (lexical)")
+    keyed = frame.assign(_cost=-frame[cost] if higher_better else frame[cost])
+    front = pareto_front(keyed, "_cost", metric)
+    ax.step(front[cost], front[metric], where="pre" if higher_better else "post", color="black", lw=1,
+            label="Pareto frontier")  # fmt: skip
+    for _, r in front.iterrows():
+        ax.annotate(point_label(r, with_model), (r[cost], r[metric]), fontsize=6, xytext=(3, -8),
+                    textcoords="offset points")  # fmt: skip
+    ax.set(xlabel=label, ylabel=score_label(frame) if metric == "main_score" else metric)
+    ax.set_xscale("log", base=base)
+    ax.grid(alpha=0.3)
+
+
+def score_label(frame: pd.DataFrame) -> str:
+    """The main score's name(s) in a frame, for axis labels."""
+    names = sorted(set(frame.main_score_name.dropna()))
+    return " / ".join(names) if names else "main score"
+
+
+def plot_group(frame: pd.DataFrame, key: dict, out_dir: Path) -> list[Path]:
+    """The main score against dimension (a line per precision variant) and against bytes per vector."""
+    plt = _pyplot()
+    stem = group_stem(key)
     title = f"{key['model']} on {key['task']} ({key['backend']})"
     paths = []
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for p in [p for p in PRECISION_ORDER if p in set(frame.precision)]:
-        sub = frame[frame.precision == p].sort_values("dim")
-        ax.plot(sub.dim, sub.main_score, marker="o", label=p)
-    ax.set(xlabel="dimension", ylabel=metric, title=title)
+    palette = plt.get_cmap("tab20").colors
+    for i, (name, cells) in enumerate(variants(frame)):
+        sub = cells.sort_values("dim")
+        ax.plot(sub.dim, sub.main_score, marker="o", label=name, color=palette[i % len(palette)])
+    ax.set(xlabel="dimension", ylabel=score_label(frame), title=title)
     ax.set_xscale("log", base=2)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
     paths.append(save_figure(fig, out_dir / f"{stem}__score_vs_dim.png"))
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for p in [p for p in PRECISION_ORDER if p in set(frame.precision)]:
-        sub = frame[frame.precision == p]
-        ax.scatter(sub.bytes_per_vector, sub.main_score, label=p, s=28)
-    front = pareto_front(frame, "bytes_per_vector", "main_score")
-    ax.step(front.bytes_per_vector, front.main_score, where="post", color="black", lw=1,
-            label="Pareto frontier")  # fmt: skip
-    for _, r in front.iterrows():
-        ax.annotate(f"{r.precision}@{r.dim}", (r.bytes_per_vector, r.main_score), fontsize=6,
-                    xytext=(3, -8), textcoords="offset points")  # fmt: skip
-    ax.set(xlabel="bytes per vector (log scale)", ylabel=metric, title=title)
-    ax.set_xscale("log", base=2)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    pareto_panel(ax, frame, "bytes_per_vector")
+    ax.set_title(title)
+    ax.legend(fontsize=6, ncol=2)
     paths.append(save_figure(fig, out_dir / f"{stem}__score_vs_bytes.png"))
     return paths
 
@@ -151,11 +249,12 @@ def format_value(value, template: str, column: str) -> str:
 
 
 def cost_table(rows: pd.DataFrame) -> str:
-    """Markdown: one line per (model, task, backend) with what encoding costs."""
+    """Markdown: one line per (model, task, backend) with what encoding costs (lexical baselines
+    encode nothing: their index and search costs are in the search table)."""
     cols = [c for c in COST_COLUMNS if c[0] in rows.columns]
     if not cols:
         return ""
-    first = rows.groupby(GROUP, sort=True).first().reset_index()
+    first = rows[~is_lexical(rows)].groupby(GROUP, sort=True).first().reset_index()
     lines = ["| model | task | backend | " + " | ".join(c[1] for c in cols) + " |",
              "|---|---|---|" + "---:|" * len(cols)]  # fmt: skip
     for _, r in first.iterrows():
@@ -168,7 +267,7 @@ def search_table(rows: pd.DataFrame) -> str:
     """Markdown: index size and exact-search speed per cell."""
     if "search_queries_per_second" not in rows.columns:
         return ""
-    cols = [*GROUP, "dim", "precision", "index_bytes", "search_queries_per_second",
+    cols = [*GROUP, "dim", "precision", "rescore_multiplier", "index_bytes", "search_queries_per_second",
             "search_latency_p50_ms", "search_latency_p95_ms"]  # fmt: skip
     cols = [c for c in cols if c in rows.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -186,7 +285,7 @@ def plot_costs(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
 
     if "documents_per_second" not in rows.columns:
         return []
-    first = rows.groupby(["model", "backend"], sort=True).first().reset_index()
+    first = rows[~is_lexical(rows)].groupby(["model", "backend"], sort=True).first().reset_index()
     labels = [f"{m}\n{b}" for m, b in zip(first.model, first.backend)]
     paths = []
     for column, label, name, scale in [("documents_per_second", "documents / s", "throughput_by_backend", 1),
@@ -201,52 +300,50 @@ def plot_costs(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 def plot_search_pareto(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """The main score against exact-search throughput per cell, Pareto frontier marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The main score against exact-search throughput per cell of each group, Pareto frontier marked."""
     if "search_queries_per_second" not in rows.columns:
         return []
-    paths = []
+    plt, paths = _pyplot(), []
     for key, frame in groups(rows):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        for p in [p for p in PRECISION_ORDER if p in set(frame.precision)]:
-            sub = frame[frame.precision == p]
-            ax.scatter(sub.search_queries_per_second, sub.main_score, label=p, s=28)
-        front = pareto_front(frame.assign(cost=-frame.search_queries_per_second), "cost", "main_score")
-        ax.step(front.search_queries_per_second, front.main_score, where="pre", color="black", lw=1,
-                label="Pareto frontier")  # fmt: skip
-        ax.set(xlabel="exact search throughput (queries/s, log scale)", ylabel=frame.main_score_name.iloc[0],
-               title=f"{key['model']} on {key['task']} ({key['backend']})")  # fmt: skip
-        ax.set_xscale("log")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+        pareto_panel(ax, frame, "search_queries_per_second")
+        ax.set_title(f"{key['model']} on {key['task']} ({key['backend']})")
+        ax.legend(fontsize=6, ncol=2)
         paths.append(save_figure(fig, out_dir / f"{group_stem(key)}__score_vs_search_qps.png"))
+    return paths
+
+
+def plot_pareto(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Per task, every cell of every model and backend and the lexical baselines: the main score
+    against bytes per vector and against exact-search throughput, each with its Pareto frontier."""
+    plt, paths = _pyplot(), []
+    costs = [c for c in PARETO_AXES if c in rows.columns and rows[c].notna().any()]
+    for task, frame in rows.groupby("task", sort=True):
+        fig, axes = plt.subplots(1, len(costs), figsize=(6.4 * len(costs), 5.0), squeeze=False)
+        several = frame[frame.dim > 0].groupby(["model", "backend"]).ngroups > 1
+        for ax, cost in zip(axes[0], costs):
+            pareto_panel(ax, frame, cost, with_model=several)
+        axes[0][0].legend(fontsize=6, ncol=2)
+        fig.suptitle(f"{task}: every cell ({score_label(frame)}), Pareto frontier")
+        paths.append(save_figure(fig, out_dir / f"{file_stem(task)}__pareto.png"))
     return paths
 
 
 def plot_intervals(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Main score with its bootstrap 95% interval, per cell (one figure per group)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if "main_score_ci_low" not in rows.columns:
         return []
-    paths = []
+    plt, paths = _pyplot(), []
     for key, frame in groups(rows):
-        precisions = [p for p in PRECISION_ORDER if p in set(frame.precision)]
+        kinds = variants(frame)
         dims = sorted(frame.dim.unique(), reverse=True)
-        fig, ax = plt.subplots(figsize=(max(6.4, 0.5 * len(dims) * len(precisions)), 4.2))
-        width = 0.8 / len(precisions)
-        for i, p in enumerate(precisions):
-            sub = frame[frame.precision == p].set_index("dim").reindex(dims)
+        fig, ax = plt.subplots(figsize=(max(6.4, 0.5 * len(dims) * len(kinds)), 4.2))
+        width = 0.8 / len(kinds)
+        for i, (name, cells) in enumerate(kinds):
+            sub = cells.set_index("dim").reindex(dims)
             x = [j + i * width for j in range(len(dims))]
             err = [sub.main_score - sub.main_score_ci_low, sub.main_score_ci_high - sub.main_score]
-            ax.errorbar(x, sub.main_score, yerr=err, fmt="o", capsize=3, label=p, ms=4)
+            ax.errorbar(x, sub.main_score, yerr=err, fmt="o", capsize=3, label=name, ms=4)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(dims))], [str(d) for d in dims])
         ax.set(xlabel="dimension", ylabel=f"{frame.main_score_name.iloc[0]} (95% CI)",
                title=f"{key['model']} on {key['task']} ({key['backend']})")  # fmt: skip
@@ -269,10 +366,18 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
+def comparison_settings(run_dir: Path, manifest: dict) -> Comparison:
+    """What rendering needs to compare lexical rows with each group: the run's per-query scores and
+    its bootstrap settings (so a re-render gives the same marks)."""
+    per_query = results.read_per_query(run_dir) if (Path(run_dir) / results.PER_QUERY).is_file() else None
+    config = manifest.get("config", {})
+    return Comparison(per_query, int(config.get("bootstrap_resamples", 1000)), int(config.get("seed", 0)))
+
+
 def render(run_dir: Path) -> str:
     """Write ``table.md`` and ``plots/`` for a finished run; return the summary markdown."""
     manifest, rows = results.read_run(run_dir)
-    summary = summary_markdown(rows)
+    summary = summary_markdown(rows, comparison_settings(run_dir, manifest))
     aggregates = aggregate_table(rows)
     if aggregates:
         heading = "MTEB aggregates (unweighted mean of the main score over splits and subsets)"
@@ -287,5 +392,6 @@ def render(run_dir: Path) -> str:
         plot_group(frame, key, Path(run_dir) / "plots")
     plot_costs(rows, Path(run_dir) / "plots")
     plot_search_pareto(rows, Path(run_dir) / "plots")
+    plot_pareto(rows, Path(run_dir) / "plots")
     plot_intervals(rows, Path(run_dir) / "plots")
     return summary

@@ -138,7 +138,7 @@ def reproduce(suite: dict, output_dir: Path, cache_dir: Path | None = None, tole
         )  # fmt: skip
         try:
             _, rows = results.read_run(runner.run(config, tasks_dir))
-            cell = measured_row(rows, row, model.dim, suite["precision"].value)
+            cell = measured_row(rows, row, model.dim, suite["precision"])
             outcomes.append(Outcome(row["task"], row["split"], row["subset"], row["main_score"], float(cell.main_score),
                                     tol, main_score_name=str(cell.main_score_name)))  # fmt: skip
         except BenchError as exc:

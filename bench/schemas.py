@@ -93,7 +93,10 @@ class SweepSchema(Schema):
     precisions: NonEmpty(Text)
     batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 64
     top_k: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
-    rescore_multiplier: Annotated[int, Field(ge=1, le=10_000)] = 4
+    rescore_multipliers: NonEmpty(Annotated[int, Field(ge=1, le=10_000)]) | None = None
+    rescore_multiplier: Annotated[int, Field(ge=1, le=10_000)] | None = None  # the older single value
+    calibration: Text | dict[str, Text | int] = "corpus"  # corpus | sample:N | file:PATH (bench.config)
+    lexical: list[Text] = []  # lexical baselines (bench.lexical): bm25, bm25-stemmed
     output_dir: Annotated[Text, Field(min_length=1)] = "results"
     cache_dir: Annotated[Text, Field(min_length=1)] | None = None
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
@@ -271,8 +274,9 @@ class BaselineCell(Schema):
     model: Text
     task: Text
     backend: Text
-    dim: Annotated[int, Field(ge=1)]
+    dim: Annotated[int, Field(ge=0)]  # 0: a lexical baseline (no dimensions)
     precision: Text
+    rescore_multiplier: Annotated[int, Field(ge=0)] = 0  # 0: a cell without a second stage
     main_score_name: Text | None = None  # baselines from before it was stored have none
     metrics: Annotated[dict[str, BaselineMetric], Field(min_length=1)]
 

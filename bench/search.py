@@ -1,4 +1,7 @@
-"""Exact top-k search over float, int8 and packed-binary indexes, with optional rescoring.
+"""Exact top-k search over every precision's index, with optional rescoring.
+
+What is stored and how a pair is scored comes from the precision's strategy
+(``bench.precisions``); this module has one kernel per kind of scoring, not per precision.
 
 Every search streams the corpus in chunks and the queries in blocks, so extra memory is bounded
 by ``query_block * doc_chunk`` scores plus one converted chunk, whatever the corpus size. Ties are
@@ -9,11 +12,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from bench import precisions, store
 from bench import transforms as tf
-from bench.types import Precision
+from bench.precisions import Precision, Scoring
 
 try:  # faiss's BLAS and SIMD popcount beat NumPy here; it is the engine where it is installed
     import faiss
@@ -108,23 +113,27 @@ def _scan(n_docs: int, n_queries: int, k: int, score_block) -> Hits:
 def search_dense(queries: np.ndarray, docs: np.ndarray, k: int, cosine: bool = True) -> Hits:
     """Exact inner-product (or cosine) top-k over float32/float16/int8 vectors."""
     if ENGINE == "faiss" and not cosine and docs.dtype == np.float32:
-        queries = np.ascontiguousarray(queries, np.float32)
-
-        def run(q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
-            return faiss.knn(q, docs, kk, faiss.METRIC_INNER_PRODUCT)
-
-        return _faiss_exact(run, queries, len(docs), k)
-    return _dense_numpy(queries, docs, k, cosine)
-
-
-def _dense_numpy(queries: np.ndarray, docs: np.ndarray, k: int, cosine: bool) -> Hits:
+        return _faiss_inner(np.ascontiguousarray(queries, np.float32), docs, k)
     wide = docs.dtype == np.int8 and docs.shape[1] * 128 * 128 >= _EXACT_FLOAT32_LIMIT
-    compute = np.float64 if wide else np.float32
-    q = queries.astype(compute)
+    return search_decoded(queries, docs, k, lambda chunk: chunk, cosine, np.float64 if wide else np.float32)
+
+
+def _faiss_inner(queries: np.ndarray, docs: np.ndarray, k: int) -> Hits:
+    def run(q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        return faiss.knn(q, docs, kk, faiss.METRIC_INNER_PRODUCT)
+
+    return _faiss_exact(run, queries, len(docs), k)
+
+
+def search_decoded(queries: np.ndarray, docs: np.ndarray, k: int, decode, cosine: bool, compute=np.float32) -> Hits:
+    """Exact top-k of ``queries`` against ``decode(chunk)`` of the stored rows, chunk by chunk:
+    the inner product, or the cosine. ``decode`` turns stored rows into the values scored (codes,
+    upcast floats, dequantized coordinates), so only one converted chunk is held at a time."""
+    q = np.asarray(queries).astype(compute)
     q_inv = _inverse_norms(q) if cosine else None
 
     def score_block(q0, q1, d0, d1):
-        chunk = docs[d0:d1].astype(compute, copy=False)
+        chunk = np.asarray(decode(docs[d0:d1])).astype(compute, copy=False)
         scores = q[q0:q1] @ chunk.T
         if cosine:
             scores *= q_inv[q0:q1, None]
@@ -194,11 +203,12 @@ def _binary_numpy(query_bits: np.ndarray, doc_bits: np.ndarray, k: int) -> Hits:
     return _scan(len(doc_bits), len(query_bits), k, score_block)
 
 
-def rescore(queries: np.ndarray, doc_bits: np.ndarray, candidates: Hits, dim: int, k: int) -> Hits:
-    """Re-rank binary candidates by the float query against the candidates' +-1 vectors."""
+def rescore(queries: np.ndarray, docs: np.ndarray, candidates: Hits, dequantize, k: int) -> Hits:
+    """Second stage: re-rank each query's candidates by the float32 query's inner product with
+    ``dequantize(their stored rows)`` (sentence-transformers' rescoring), ties by position."""
     scores = np.empty(candidates.indices.shape, dtype=np.float32)
     for row, cand in enumerate(candidates.indices):
-        scores[row] = tf.unpack_signs(doc_bits[cand], dim) @ queries[row]
+        scores[row] = dequantize(docs[cand]) @ queries[row]
     s, i = top_k(scores, candidates.indices, k)
     return Hits(indices=i, scores=s)
 
@@ -212,45 +222,87 @@ class Index:
 
     precision: Precision
     dim: int
-    vectors: np.ndarray  # what is stored: float32, float16, int8 or packed bits
-    rescore_multiplier: int = 4
-    ranges: tf.Int8Ranges | None = field(default=None, repr=False)
+    vectors: np.ndarray  # the stored rows, as the precision's codec stores them
+    rescore_multiplier: int = 0  # rescoring precisions: candidates = k * this
+    ranges: tf.Ranges | None = field(default=None, repr=False)  # calibrated precisions
+    calibration_size: int = 0  # vectors the ranges were fitted on
 
     @property
     def nbytes(self) -> int:
-        return int(self.vectors.nbytes)
+        """Bytes of the stored rows plus the calibration ranges the queries need."""
+        return int(self.vectors.nbytes) + (self.ranges.nbytes if self.ranges is not None else 0)
+
+    def transform_queries(self, queries: np.ndarray) -> np.ndarray:
+        """What the first stage scores for raw queries: encoded like the documents, or float32."""
+        prepared = self.precision.prepare(queries, self.dim)
+        if not self.precision.quantizes_query:
+            return prepared
+        return self.precision.codec.encode(prepared, self.ranges)
+
+    def decode(self, rows: np.ndarray) -> np.ndarray:
+        """Stored rows -> the values symmetric scoring multiplies."""
+        return self.precision.codec.values(rows, self.dim, self.ranges)
+
+    def dequantize(self, rows: np.ndarray) -> np.ndarray:
+        """Stored rows -> float coordinates (what a float32 query is compared with)."""
+        return self.precision.codec.dequantize(rows, self.dim, self.ranges)
 
     def search(self, queries: np.ndarray, k: int) -> Hits:
         """Top-k for raw (full-width, un-normalized) float32 query embeddings."""
-        q = tf.truncate(queries, self.dim)
         p = self.precision
-        if p is Precision.INT8_TANH:
-            return search_dense(tf.int8_tanh(q), self.vectors, k)
-        q = tf.normalize(q)
-        if p is Precision.FLOAT32:  # unit vectors on both sides: cosine is the inner product
-            return search_dense(q, self.vectors, k, cosine=False)
-        if p is Precision.FLOAT16:
-            return search_dense(q.astype(np.float16), self.vectors, k)
-        if p is Precision.INT8:
-            return search_dense(tf.quantize_int8(q, self.ranges), self.vectors, k)
-        if p is Precision.BINARY:
-            return search_binary(tf.binarize(q), self.vectors, k)
-        n_cand = min(len(self.vectors), k * self.rescore_multiplier)
-        candidates = search_binary(tf.binarize(q), self.vectors, n_cand)
-        return rescore(q, self.vectors, candidates, self.dim, k)
+        if not p.rescored:
+            return KERNELS[p.scoring](self, queries, k)
+        n_candidates = min(len(self.vectors), k * self.rescore_multiplier)
+        candidates = KERNELS[p.scoring](self, queries, n_candidates)
+        return rescore(p.prepare(queries, self.dim), self.vectors, candidates, self.dequantize, k)
 
 
-def build_index(precision: Precision, docs: np.ndarray, dim: int, rescore_multiplier: int = 4) -> Index:
-    """Transform raw corpus embeddings into the stored form of ``precision`` at ``dim``."""
-    x = tf.truncate(docs, dim)
-    if precision is Precision.INT8_TANH:
-        return Index(precision, dim, tf.int8_tanh(x))
-    x = tf.normalize(x)
-    if precision is Precision.FLOAT32:
-        return Index(precision, dim, x)
-    if precision is Precision.FLOAT16:
-        return Index(precision, dim, x.astype(np.float16))
-    if precision is Precision.INT8:
-        ranges = tf.fit_int8(x)
-        return Index(precision, dim, tf.quantize_int8(x, ranges), ranges=ranges)
-    return Index(precision, dim, tf.binarize(x), rescore_multiplier=rescore_multiplier)
+def _inner(index: Index, queries: np.ndarray, k: int) -> Hits:
+    """Unit float32 vectors on both sides: the cosine is the inner product (faiss where present)."""
+    return search_dense(index.transform_queries(queries), index.vectors, k, cosine=False)
+
+
+def _cosine(index: Index, queries: np.ndarray, k: int) -> Hits:
+    codec = index.precision.codec
+    compute = np.float32 if codec.exact_in_float32(index.dim) else np.float64
+    return search_decoded(index.decode(index.transform_queries(queries)), index.vectors, k, index.decode,
+                          cosine=True, compute=compute)  # fmt: skip
+
+
+def _hamming(index: Index, queries: np.ndarray, k: int) -> Hits:
+    return search_binary(index.transform_queries(queries), index.vectors, k)
+
+
+def _asymmetric(index: Index, queries: np.ndarray, k: int) -> Hits:
+    return search_decoded(index.transform_queries(queries), index.vectors, k, index.dequantize, cosine=False)
+
+
+KERNELS = {Scoring.INNER: _inner, Scoring.COSINE: _cosine, Scoring.HAMMING: _hamming, Scoring.ASYMMETRIC: _asymmetric}
+
+
+def fit_ranges(precision: Precision, source: np.ndarray, dim: int) -> tf.Ranges:
+    """Per-dimension ranges of the prepared ``source`` rows, in one streaming pass (min and max
+    are exact, so this equals fitting on the whole matrix at once)."""
+    ranges = None
+    for start, stop in store.chunks(len(source)):
+        ranges = tf.widen(ranges, tf.fit_ranges(precision.prepare(source[start:stop], dim)))
+    if ranges is None:
+        raise ValueError("cannot fit quantization ranges on an empty calibration set")
+    return ranges
+
+
+def build_index(precision: str | Precision, docs: np.ndarray, dim: int, rescore_multiplier: int = 4,
+                calibration: np.ndarray | None = None, folder: Path | None = None) -> Index:  # fmt: skip
+    """Store raw corpus embeddings as ``precision`` at ``dim``, chunk by chunk: into memory, or
+    (with ``folder``) into a memory-mapped file, through the same per-chunk function.
+
+    ``calibration``: raw vectors the ranges of calibrated precisions are fitted on (default: the
+    corpus itself)."""
+    p = precisions.get(precision)
+    source = docs if calibration is None else calibration
+    ranges = fit_ranges(p, source, dim) if p.codec.calibrated else None
+    shape = (len(docs), p.codec.width(dim))
+    path = Path(folder) / f"{p.name}-{dim}.npy" if folder is not None else None
+    vectors = store.fill_rows(shape, p.codec.dtype, lambda a, b: p.store(docs[a:b], dim, ranges), path)
+    return Index(p, dim, vectors, rescore_multiplier if p.rescored else 0, ranges,
+                 len(source) if ranges is not None else 0)  # fmt: skip

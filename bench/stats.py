@@ -71,22 +71,40 @@ def interval_table(per_query, metrics: list[str], resamples: int, seed: int):
 
 
 def reference_comparisons(per_query, rows, resamples: int, seed: int):
-    """Each cell's main score against its group's float32 full-dimension cell, paired by query."""
+    """Each cell's main score against its group's float32 full-dimension cell, paired by query.
+    Groups without such a cell (lexical baselines) get no row here."""
     import pandas as pd
 
-    from bench.cells import GROUP_KEYS, reference_rows
+    from bench.cells import CELL_KEYS, GROUP_KEYS, reference_rows
 
     out, references = [], reference_rows(rows)
-    for (model, task, backend), group in rows.groupby(list(GROUP_KEYS), sort=True):
-        ref = references.loc[(model, task, backend)]
-        metric = ref.main_score_name
-        pq = per_query[(per_query.model == model) & (per_query.task == task) & (per_query.backend == backend)]
-        base = pq[(pq.dim == ref.dim) & (pq.precision == "float32")].set_index("query_id")[metric].sort_index()
+    for group_key, group in rows.groupby(list(GROUP_KEYS), sort=True):
+        if group_key not in references.index:
+            continue
+        ref = references.loc[group_key]
+        ref_cell = {**dict(zip(GROUP_KEYS, group_key)), "dim": ref.dim, "precision": ref.precision,
+                    "rescore_multiplier": ref.rescore_multiplier}  # fmt: skip
         for _, row in group.iterrows():
-            cell = pq[(pq.dim == row.dim) & (pq.precision == row.precision)].set_index("query_id")[metric]
-            cmp = paired_comparison(cell.reindex(base.index).to_numpy(), base.to_numpy(), resamples, seed)
-            out.append({"model": model, "task": task, "backend": backend, "dim": row.dim, "precision": row.precision,
-                        "vs_reference_difference": cmp.mean_difference, "vs_reference_ci_low": cmp.ci_low,
-                        "vs_reference_ci_high": cmp.ci_high, "vs_reference_p_value": cmp.p_value,
-                        "significantly_worse": cmp.significantly_worse()})  # fmt: skip
-    return pd.DataFrame(out)
+            cmp = compare_cells(per_query, row, ref_cell, ref.main_score_name, resamples, seed)
+            out.append({**{k: row[k] for k in CELL_KEYS}, "vs_reference_difference": cmp.mean_difference,
+                        "vs_reference_ci_low": cmp.ci_low, "vs_reference_ci_high": cmp.ci_high,
+                        "vs_reference_p_value": cmp.p_value, "significantly_worse": cmp.significantly_worse()})  # fmt: skip
+    return pd.DataFrame(out, columns=[*CELL_KEYS, "vs_reference_difference", "vs_reference_ci_low",
+                                      "vs_reference_ci_high", "vs_reference_p_value", "significantly_worse"])  # fmt: skip
+
+
+def cell_scores(per_query, cell, metric: str):
+    """One cell's per-query ``metric``, indexed by query id (``cell``: a row with the cell keys)."""
+    from bench.cells import CELL_KEYS
+
+    mask = np.ones(len(per_query), dtype=bool)
+    for key in CELL_KEYS:
+        mask &= (per_query[key] == cell[key]).to_numpy()
+    return per_query[mask].set_index("query_id")[metric].sort_index()
+
+
+def compare_cells(per_query, a, b, metric: str, resamples: int, seed: int) -> PairedComparison:
+    """Cell ``a`` against cell ``b`` on ``metric``, paired by query (over ``b``'s queries)."""
+    base = cell_scores(per_query, b, metric)
+    cell = cell_scores(per_query, a, metric)
+    return paired_comparison(cell.reindex(base.index).to_numpy(), base.to_numpy(), resamples, seed)

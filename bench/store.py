@@ -14,10 +14,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from bench import transforms as tf
 from bench.cache import TMP_SUFFIX
 from bench.errors import StorageError
-from bench.types import Precision
 
 CHUNK_ROWS = 65536
 
@@ -102,40 +100,13 @@ def matrix_intact(path: Path) -> bool:
     return ok
 
 
-def column_ranges(source: np.ndarray, dim: int) -> tf.Int8Ranges:
-    """Per-dimension min/max of the truncated, normalized corpus, in one streaming pass."""
-    low = np.full(dim, np.inf, np.float32)
-    high = np.full(dim, -np.inf, np.float32)
-    for start, stop in chunks(len(source)):
-        x = tf.normalize(tf.truncate(np.asarray(source[start:stop]), dim))
-        low, high = np.minimum(low, x.min(axis=0)), np.maximum(high, x.max(axis=0))
-    return tf.Int8Ranges(low=low, high=high)
+def fill_rows(shape: tuple[int, int], dtype, fill: Callable[[int, int], np.ndarray], path: Path | None = None) -> np.ndarray:
+    """A matrix filled chunk by chunk by ``fill(start, stop)``: in memory, or (with ``path``) in a
+    memory-mapped ``.npy`` file. Both go through the same chunks, so they hold the same rows."""
+    if path is not None:
+        return write_matrix(path, shape, dtype, fill)
+    out = np.empty(shape, dtype=dtype)
+    for start, stop in chunks(shape[0]):
+        out[start:stop] = fill(start, stop)
+    return out
 
-
-def build_disk_index(precision: Precision, source: np.ndarray, dim: int, folder: Path, rescore_multiplier: int = 4):
-    """The same index as ``search.build_index``, built chunk by chunk into a memory-mapped file."""
-    from bench.search import Index
-
-    n = len(source)
-    path = Path(folder) / f"{precision.value}-{dim}.npy"
-    ranges = column_ranges(source, dim) if precision is Precision.INT8 else None
-
-    def prepared(start: int, stop: int) -> np.ndarray:
-        x = tf.truncate(np.asarray(source[start:stop], dtype=np.float32), dim)
-        if precision is Precision.INT8_TANH:
-            return tf.int8_tanh(x)
-        x = tf.normalize(x)
-        if precision is Precision.FLOAT32:
-            return x
-        if precision is Precision.FLOAT16:
-            return x.astype(np.float16)
-        if precision is Precision.INT8:
-            return tf.quantize_int8(x, ranges)
-        return tf.binarize(x)
-
-    dtype, width = {
-        Precision.FLOAT32: (np.float32, dim), Precision.FLOAT16: (np.float16, dim), Precision.INT8: (np.int8, dim),
-        Precision.INT8_TANH: (np.int8, dim),
-    }.get(precision, (np.uint8, (dim + 7) // 8))  # fmt: skip
-    vectors = write_matrix(path, (n, width), dtype, prepared)
-    return Index(precision, dim, vectors, rescore_multiplier, ranges=ranges)

@@ -1,19 +1,16 @@
-"""Pure functions from cached float32 embeddings to what an index stores.
+"""Pure functions from cached float32 embeddings to what an index stores, and back.
 
-Definitions (the docs repeat them):
+Each precision in ``bench.precisions`` is assembled from these; the definitions (and the
+reference functions each one is tested against) are listed there and in the README.
 
-- MRL truncation keeps the first ``d`` dimensions.
-- ``float32`` / ``float16``: the truncated vector is re-normalized to unit length and stored in
-  that dtype; scored by cosine similarity.
-- ``int8``: per-dimension min/max scalar quantization. The ranges are fitted on the (truncated,
-  re-normalized) corpus embeddings only and applied unchanged to the queries, as
-  sentence-transformers' ``quantize_embeddings`` does with calibration embeddings; values are
-  rounded and clipped to [-128, 127]. Scored by cosine similarity of the int8 vectors.
-- ``int8-tanh``: ``round(127 * tanh(x))`` of the truncated, *un-normalized* vector, clipped to
-  [-128, 127]: pplx-embed-v1's native int8 output, compared by cosine similarity.
-- ``binary``: one bit per dimension, 1 where ``x >= 0``, packed 8 per byte; Hamming distance.
-- ``binary-rescore``: the binary index returns ``k * m`` candidates, re-ranked by the float32
-  query (truncated, normalized) against the candidates' +-1 vectors.
+- MRL truncation keeps the first ``d`` dimensions; most precisions re-normalize the result.
+- Scalar quantization (``int8``, ``uint8``, ``int4``, ``uint4``) follows sentence-transformers'
+  ``quantize_embeddings`` operation for operation: per-dimension ``[low, high]`` ranges fitted on
+  a calibration set (the corpus by default), ``floor((x - low) / step)`` with
+  ``step = (high - low) / (levels - 1)``, clipped to ``[0, levels - 1]``; signed variants subtract
+  half the levels. Everything runs in float32, as there, so the codes are bit-identical.
+- Sign bits: 1 where ``x >= 0`` (pplx-embed-v1's rule), packed big-endian 8 per byte.
+- Floating casts (float16, bfloat16, fp8) round to nearest even, as numpy, ml_dtypes and torch do.
 """
 
 from __future__ import annotations
@@ -39,26 +36,88 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return x / np.where(norms > 0, norms, 1.0).astype(np.float32)
 
 
+# --------------------------------------------------------------------------- scalar quantization
+
+
 @dataclass(frozen=True)
-class Int8Ranges:
-    """Per-dimension quantization ranges fitted on a corpus."""
+class Ranges:
+    """Per-dimension quantization ranges fitted on a calibration set (float32, shape (dim,))."""
 
-    low: np.ndarray  # (dim,) float32
-    high: np.ndarray  # (dim,) float32
+    low: np.ndarray
+    high: np.ndarray
 
-
-def fit_int8(corpus: np.ndarray) -> Int8Ranges:
-    """Fit min/max ranges per dimension on corpus embeddings."""
-    corpus = np.asarray(corpus, dtype=np.float32)
-    return Int8Ranges(low=corpus.min(axis=0), high=corpus.max(axis=0))
+    @property
+    def nbytes(self) -> int:
+        return int(self.low.nbytes + self.high.nbytes)
 
 
-def quantize_int8(x: np.ndarray, ranges: Int8Ranges) -> np.ndarray:
-    """Map ``[low, high]`` per dimension onto the 256 int8 levels; out-of-range values clip."""
-    steps = (ranges.high - ranges.low) / 255.0
-    steps = np.where(steps > 0, steps, 1.0).astype(np.float32)
-    levels = np.rint((np.asarray(x, dtype=np.float32) - ranges.low) / steps) - 128.0
-    return np.clip(levels, -128, 127).astype(np.int8)
+
+def fit_ranges(x: np.ndarray) -> Ranges:
+    """Min/max per dimension (what sentence-transformers' ``_get_quantization_ranges`` computes)."""
+    x = np.asarray(x, dtype=np.float32)
+    return Ranges(low=x.min(axis=0), high=x.max(axis=0))
+
+
+
+def widen(a: Ranges | None, b: Ranges) -> Ranges:
+    """The ranges of two row sets together: min/max are exact, so chunked fitting equals one pass."""
+    if a is None:
+        return b
+    return Ranges(low=np.minimum(a.low, b.low), high=np.maximum(a.high, b.high))
+
+
+def _steps(ranges: Ranges, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, steps) in float32; a constant dimension gets step 1, as sentence-transformers does."""
+    starts = ranges.low.astype(np.float32, copy=False)
+    steps = (ranges.high.astype(np.float32, copy=False) - starts) / (levels - 1)
+    return starts, np.where(steps == 0, 1, steps)
+
+
+def scalar_levels(x: np.ndarray, ranges: Ranges, levels: int) -> np.ndarray:
+    """Unsigned level per value, ``0 .. levels - 1`` (float32 holding integers)."""
+    starts, steps = _steps(ranges, levels)
+    return np.clip(np.floor((np.asarray(x, dtype=np.float32) - starts) / steps), 0, levels - 1)
+
+
+def quantize_int8(x: np.ndarray, ranges: Ranges) -> np.ndarray:
+    """sentence-transformers' ``quantize_embeddings(x, "int8", ranges)``: levels minus 128."""
+    return (scalar_levels(x, ranges, 256) - 128).astype(np.int8)
+
+
+def quantize_uint8(x: np.ndarray, ranges: Ranges) -> np.ndarray:
+    """sentence-transformers' ``quantize_embeddings(x, "uint8", ranges)``."""
+    return scalar_levels(x, ranges, 256).astype(np.uint8)
+
+
+def quantize_uint4(x: np.ndarray, ranges: Ranges) -> np.ndarray:
+    """16 levels per value (``0 .. 15``), one per uint8 (``pack_nibbles`` stores two per byte)."""
+    return scalar_levels(x, ranges, 16).astype(np.uint8)
+
+
+def dequantize_levels(levels: np.ndarray, ranges: Ranges, n_levels: int) -> np.ndarray:
+    """Back to the float coordinates: ``level * step + low`` (sentence-transformers'
+    ``_dequantize_embeddings``, computed in float64 as there), returned as float32."""
+    starts, steps = _steps(ranges, n_levels)
+    return (np.asarray(levels, dtype=np.float64) * steps + starts).astype(np.float32)
+
+
+def pack_nibbles(levels: np.ndarray) -> np.ndarray:
+    """Two 4-bit levels per byte, the first in the high nibble: shape (n, ceil(d / 2))."""
+    levels = np.asarray(levels, dtype=np.uint8)
+    if levels.shape[1] % 2:
+        levels = np.concatenate([levels, np.zeros((len(levels), 1), np.uint8)], axis=1)
+    return (levels[:, 0::2] << 4) | levels[:, 1::2]
+
+
+def unpack_nibbles(packed: np.ndarray, dim: int) -> np.ndarray:
+    """The ``dim`` 4-bit levels behind ``pack_nibbles`` (uint8, 0..15)."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    out = np.empty((len(packed), 2 * packed.shape[1]), np.uint8)
+    out[:, 0::2], out[:, 1::2] = packed >> 4, packed & 0x0F
+    return out[:, :dim]
+
+
+# --------------------------------------------------------------------------- other codes
 
 
 def int8_tanh(x: np.ndarray) -> np.ndarray:
@@ -68,7 +127,9 @@ def int8_tanh(x: np.ndarray) -> np.ndarray:
 
 
 def binarize(x: np.ndarray) -> np.ndarray:
-    """Sign bits (1 where ``x >= 0``), packed big-endian 8 per byte: shape (n, ceil(d / 8))."""
+    """Sign bits (1 where ``x >= 0``, pplx-embed-v1's rule), packed big-endian 8 per byte:
+    shape (n, ceil(d / 8)). sentence-transformers' ``quantize_embeddings`` uses ``x > 0``; the
+    two differ only on exact zeros."""
     return np.packbits(np.asarray(x) >= 0, axis=1)
 
 
@@ -76,3 +137,13 @@ def unpack_signs(packed: np.ndarray, dim: int) -> np.ndarray:
     """The +-1 float32 vectors behind packed sign bits."""
     bits = np.unpackbits(packed, axis=1, count=dim)
     return bits.astype(np.float32) * 2.0 - 1.0
+
+
+def cast(x: np.ndarray, dtype) -> np.ndarray:
+    """Round float32 values to ``dtype`` (float16, or an ml_dtypes type: bfloat16, float8_*)."""
+    return np.asarray(x, dtype=np.float32).astype(dtype)
+
+
+def upcast(x: np.ndarray) -> np.ndarray:
+    """The float32 values a narrow float type holds (exact: every such value is a float32)."""
+    return np.asarray(x).astype(np.float32)

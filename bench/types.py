@@ -16,27 +16,6 @@ class Role(str, Enum):
     DOCUMENT = "document"
 
 
-class Precision(str, Enum):
-    """Storage precision of an index. See ``bench.transforms`` for the exact definitions."""
-
-    FLOAT32 = "float32"
-    FLOAT16 = "float16"
-    INT8 = "int8"
-    INT8_TANH = "int8-tanh"
-    BINARY = "binary"
-    BINARY_RESCORE = "binary-rescore"
-
-    def bytes_per_vector(self, dim: int) -> float:
-        """Bytes one stored document vector takes at ``dim`` dimensions."""
-        if self is Precision.FLOAT32:
-            return 4.0 * dim
-        if self is Precision.FLOAT16:
-            return 2.0 * dim
-        if self in (Precision.INT8, Precision.INT8_TANH):
-            return float(dim)
-        return dim / 8.0
-
-
 @dataclass(frozen=True)
 class TaskSpec:
     """A retrieval task: one (split, subset) of a dataset, with the rules it is scored by.
@@ -125,6 +104,26 @@ class TaskData:
 
 
 @dataclass(frozen=True)
+class CalibrationSpec:
+    """Which vectors the ranges of calibrated precisions (int8, uint8, int4, ...) are fitted on:
+    ``corpus`` (all of it), ``sample`` (a seeded sample of ``size`` corpus vectors), or ``file``
+    (the texts in ``path``, embedded by the same model and backend as documents)."""
+
+    kind: str = "corpus"
+    size: int = 0
+    path: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """How rows and the manifest record it."""
+        if self.kind == "sample":
+            return f"sample:{self.size}"
+        if self.kind == "file":
+            return f"file:{Path(self.path).name}"
+        return "corpus"
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """A resolved sweep: every axis and setting of one ``bench run``."""
 
@@ -132,10 +131,12 @@ class SweepConfig:
     tasks: tuple[str, ...]
     backends: tuple[BackendSpec, ...]
     dims: tuple[int, ...]
-    precisions: tuple[Precision, ...]
+    precisions: tuple[str, ...]  # names registered in bench.precisions
     batch_size: int = 64
     top_k: int = 1000
-    rescore_multiplier: int = 4
+    rescore_multipliers: tuple[int, ...] = (4,)  # rescoring cells: candidates = top_k x each of these
+    calibration: CalibrationSpec = CalibrationSpec()
+    lexical: tuple[str, ...] = ()  # lexical baselines (bench.lexical), e.g. ("bm25",)
     output_dir: Path = Path("results")
     cache_dir: Path = Path(".cache")
     seed: int = 0
@@ -153,17 +154,19 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class Cell:
-    """One point of the sweep grid."""
+    """One point of the sweep grid. ``rescore_multiplier`` is 0 for cells without a second stage."""
 
     model: str
     task: str
     backend: str
     dim: int
-    precision: Precision
+    precision: str
+    rescore_multiplier: int = 0
 
     @property
     def key(self) -> str:
         """A file-name-safe identifier of the cell, different for every different cell."""
         from bench.names import file_stem
 
-        return file_stem(self.model, self.task, self.backend, self.dim, self.precision.value)
+        multiplier = [f"m{self.rescore_multiplier}"] if self.rescore_multiplier else []
+        return file_stem(self.model, self.task, self.backend, self.dim, self.precision, *multiplier)

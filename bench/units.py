@@ -1,6 +1,7 @@
 """The units a sweep is made of, the one API every executor calls: plan (``bench.planning``),
 then per (model, backend, task) an **encode unit** and its cost measurement, then per
-(dimension, precision) a **cell unit** (read back a finished cell, or evaluate and write it).
+(dimension, precision, rescore multiplier) a **cell unit** (read back a finished cell, or
+evaluate and write it), and per (lexical baseline, task) a **lexical cell unit**.
 
 An executor decides only where and in which order units run (``bench.executors``).
 """
@@ -14,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import faults, measure, results, store
+from bench import calibration, faults, lexical, measure, precisions, results
 from bench.cache import EmbeddingCache
 from bench.costs import encoder_costs
 from bench.embed import EncodeStats, LazyEncoder, embed
 from bench.errors import InputError
 from bench.evaluate import SCORING_VERSION, evaluate_index
 from bench.planning import Plan
-from bench.search import build_index
+from bench.search import Index, build_index
 from bench.types import BackendSpec, Cell, ModelSpec, Role, SweepConfig
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class EncodedTask:
     docs: np.ndarray
     queries: np.ndarray
     info: dict  # n_documents, n_queries, encode seconds per role, encoded_texts
+    calibration: np.ndarray | None = None  # raw vectors of a calibration file, if the sweep has one
 
 
 def encode_unit(the_plan: Plan, model: ModelSpec, backend: BackendSpec, task: str, cache: EmbeddingCache,
@@ -42,7 +44,10 @@ def encode_unit(the_plan: Plan, model: ModelSpec, backend: BackendSpec, task: st
     data = the_plan.data[task]
     docs, doc_stats = embed(data.corpus, Role.DOCUMENT, model, backend, cache, lazy)
     queries, query_stats = embed(data.queries, Role.QUERY, model, backend, cache, lazy)
-    return EncodedTask(docs, queries, _encode_columns(doc_stats, query_stats))
+    extra = None
+    if the_plan.calibration_texts is not None:  # embedded as documents, cached like them
+        extra, _ = embed(the_plan.calibration_texts, Role.DOCUMENT, model, backend, cache, lazy)
+    return EncodedTask(docs, queries, _encode_columns(doc_stats, query_stats), extra)
 
 
 def _encode_columns(docs: EncodeStats, queries: EncodeStats) -> dict:
@@ -76,16 +81,16 @@ def cell_path(run_dir: Path, cell: Cell) -> Path:
 
 
 def cell_identity(the_plan: Plan, cell: Cell) -> dict:
-    """Everything a cell's scores depend on: its grid point, the content of its task, the identity
-    of its vectors, the search settings and the scoring code's version."""
+    """Everything a cell's scores depend on: its grid point, the content and rules of its task, the
+    identity of its vectors, the search and calibration settings and the scoring code's version."""
     config, spec = the_plan.config, the_plan.tasks[cell.task]
     return {
         "model": cell.model, "task": cell.task, "backend": cell.backend, "dim": cell.dim,
-        "precision": cell.precision.value, "task_data": the_plan.task_digests.get(cell.task),
-        "split": spec.split, "subset": spec.subset, "main_score": spec.main_score, "dataset_revision": spec.revision,
-        "query_filter": spec.query_filter, "vectors": the_plan.vector_digests.get((cell.model, cell.backend)),
-        "top_k": config.top_k,
-        "rescore_multiplier": config.rescore_multiplier, "limit": config.limit, "scoring": SCORING_VERSION,
+        "precision": cell.precision, "rescore_multiplier": cell.rescore_multiplier,
+        "task_data": the_plan.task_digests.get(cell.task), "split": spec.split, "subset": spec.subset,
+        "main_score": spec.main_score, "dataset_revision": spec.revision, "query_filter": spec.query_filter,
+        "vectors": the_plan.vector_digests.get((cell.model, cell.backend)), "top_k": config.top_k,
+        "calibration": calibration.describe(config.calibration), "limit": config.limit, "scoring": SCORING_VERSION,
     }  # fmt: skip
 
 
@@ -107,38 +112,98 @@ def write_cell(the_plan: Plan, run_dir: Path, cell: Cell, record: dict) -> None:
     faults.checkpoint("cell")
 
 
-def evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, docs, queries, costs: dict) -> dict:
+def calibration_vectors(config: SweepConfig, encoded: EncodedTask) -> np.ndarray | None:
+    """Raw vectors the calibrated precisions fit their ranges on; None means the whole corpus."""
+    spec = config.calibration
+    if spec.kind == "sample":
+        return np.asarray(encoded.docs[calibration.sample_rows(len(encoded.docs), spec.size, config.seed)])
+    return encoded.calibration if spec.kind == "file" else None
+
+
+def evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, encoded: EncodedTask, costs: dict) -> dict:
     """Build the cell's index, search exactly, score; the cell's record (not yet written)."""
-    config, spec, data = the_plan.config, the_plan.tasks[cell.task], the_plan.data[cell.task]
+    config, data = the_plan.config, the_plan.data[cell.task]
     t0 = time.perf_counter()
-    index = _build_index(cell, docs, config)
-    scores = evaluate_index(index, queries, list(data.queries), list(data.corpus), data.qrels,
+    index = _build_index(cell, encoded, config)
+    scores = evaluate_index(index, encoded.queries, list(data.queries), list(data.corpus), data.qrels,
                             config.top_k, data.ignore_identical_ids)  # fmt: skip
     info = {
-        "model_name": model.name, "model_revision": model.revision, "task_name": spec.name,
-        "split": spec.split, "subset": spec.subset, "dataset_revision": spec.revision,
-        "main_score_name": spec.main_score, "query_filter": spec.query_filter,
-        "max_length": model.max_length or None, "max_length_source": "registry" if model.max_length else "checkpoint",
-        "bytes_per_vector": cell.precision.bytes_per_vector(cell.dim), "index_bytes": index.nbytes,
-        "search_seconds": scores.search_seconds,
-        "search_queries_per_second": len(queries) / scores.search_seconds if scores.search_seconds > 0 else None,
-        "eval_seconds": time.perf_counter() - t0, **_search_latency(config, index, queries, len(data.corpus)),
-        **costs,
+        **_task_columns(the_plan, cell.task), **_model_columns(model),
+        "bytes_per_vector": index.precision.bytes_per_vector(cell.dim), "index_bytes": index.nbytes,
+        **_calibration_columns(config, index), **_search_columns(scores, len(encoded.queries)),
+        "eval_seconds": time.perf_counter() - t0,
+        **_search_latency(config, index, encoded.queries, len(data.corpus)), **costs,
     }  # fmt: skip
-    cell_keys = {"model": cell.model, "task": cell.task, "backend": cell.backend, "dim": cell.dim,
-                 "precision": cell.precision.value}  # fmt: skip
-    return {"cell": cell_keys, "info": info, "metrics": scores.means, "per_query": scores.per_query}
+    return _record(cell, info, scores)
 
 
-def _build_index(cell: Cell, docs: np.ndarray, config: SweepConfig):
+def _task_columns(the_plan: Plan, task: str) -> dict:
+    spec = the_plan.tasks[task]
+    return {"task_name": spec.name, "split": spec.split, "subset": spec.subset, "dataset_revision": spec.revision,
+            "main_score_name": spec.main_score, "query_filter": spec.query_filter}  # fmt: skip
+
+
+def _model_columns(model: ModelSpec) -> dict:
+    return {"model_name": model.name, "model_revision": model.revision, "max_length": model.max_length or None,
+            "max_length_source": "registry" if model.max_length else "checkpoint"}  # fmt: skip
+
+
+def _calibration_columns(config: SweepConfig, index: Index) -> dict:
+    """Which set the ranges were fitted on ("none" for precisions without ranges)."""
+    if index.ranges is None:
+        return {"calibration": "none", "calibration_vectors": 0}
+    return {"calibration": calibration.describe(config.calibration), "calibration_vectors": index.calibration_size}
+
+
+def _search_columns(scores, n_queries: int) -> dict:
+    qps = n_queries / scores.search_seconds if scores.search_seconds > 0 else None
+    return {"search_seconds": scores.search_seconds, "search_queries_per_second": qps}
+
+
+def _record(cell: Cell, info: dict, scores) -> dict:
+    return {
+        "cell": {"model": cell.model, "task": cell.task, "backend": cell.backend, "dim": cell.dim,
+                 "precision": cell.precision, "rescore_multiplier": cell.rescore_multiplier},
+        "info": info, "metrics": scores.means, "per_query": scores.per_query,
+    }  # fmt: skip
+
+
+def _build_index(cell: Cell, encoded: EncodedTask, config: SweepConfig) -> Index:
     """In memory; or, for a memory-mapped corpus, chunk by chunk into a memory-mapped file."""
+    docs, folder = encoded.docs, None
     if isinstance(docs, np.memmap):
         folder = config.cache_dir / "indexes" / Path(docs.filename).stem
-        return store.build_disk_index(cell.precision, docs, cell.dim, folder, config.rescore_multiplier)
-    return build_index(cell.precision, docs, cell.dim, config.rescore_multiplier)
+    return build_index(precisions.get(cell.precision), docs, cell.dim, cell.rescore_multiplier,
+                       calibration_vectors(config, encoded), folder)  # fmt: skip
 
 
-def _search_latency(config: SweepConfig, index, queries: np.ndarray, n_docs: int) -> dict:
+def lexical_cell(name: str, task: str) -> Cell:
+    """The grid cell of a lexical baseline: no dimensions, no precision of its own."""
+    return Cell(name, task, lexical.BACKEND, lexical.DIM, lexical.PRECISION)
+
+
+def evaluate_lexical_cell(the_plan: Plan, cell: Cell) -> dict:
+    """Index the task's corpus with the lexical baseline, search exactly, score: the cell's record."""
+    config, data = the_plan.config, the_plan.data[cell.task]
+    spec = lexical.LEXICAL[cell.model]
+    t0 = time.perf_counter()
+    index = lexical.build(spec, list(data.corpus.values()))
+    texts = list(data.queries.values())
+    scores = evaluate_index(index, texts, list(data.queries), list(data.corpus), data.qrels, config.top_k,
+                            data.ignore_identical_ids)  # fmt: skip
+    info = {
+        **_task_columns(the_plan, cell.task), "model_name": f"bm25s/{spec.name}", "model_revision": lexical.version(),
+        "model_settings": spec.description,
+        "bytes_per_vector": index.nbytes / len(data.corpus), "index_bytes": index.nbytes,
+        "calibration": "none", "calibration_vectors": 0, "index_seconds": index.index_seconds,
+        **_search_columns(scores, len(texts)), "eval_seconds": time.perf_counter() - t0,
+        "n_documents": len(data.corpus), "n_queries": len(texts),
+        **_search_latency(config, index, texts, len(data.corpus)),
+    }  # fmt: skip
+    return _record(cell, info, scores)
+
+
+def _search_latency(config: SweepConfig, index, queries, n_docs: int) -> dict:
     if not config.measure:
         return {}
     k = min(config.top_k, n_docs)

@@ -25,7 +25,6 @@ from bench.measure import matmul_peak_gflops
 from bench.models import model_registry
 from bench.weights import weights_location
 from bench.results import read_run
-from bench.types import Precision
 
 BACKENDS = ("torch", "torch-cpu-bfloat16", "onnx", "onnx-cpu-int8")
 
@@ -39,7 +38,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config = with_overrides(
             load_config(None), backends=tuple(parse_backend(b) for b in BACKENDS), dims=(384,),
-            precisions=(Precision.FLOAT32,), measure_documents=args.sample, cache_dir=args.cache_dir,
+            precisions=("float32",), measure_documents=args.sample, cache_dir=args.cache_dir,
             output_dir=Path(tmp),
         )  # fmt: skip
         _, rows = read_run(runner.run(config))

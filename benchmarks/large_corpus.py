@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import measure, search, store
+from bench import measure, precisions, search, store
 from bench import transforms as tf
-from bench.types import Precision
 
 TARGET_ANON = 2 * 2**30
 
@@ -82,25 +81,25 @@ def main() -> None:
         print(f"corpus {args.docs:,} x {args.dim} float32 on disk: {corpus.nbytes / 2**30:.1f} GiB "
               f"(written in {time.perf_counter() - t:.0f} s); {args.queries:,} queries, k={args.k}")  # fmt: skip
         print(f"RssAnon before searching: {(measure.rss_anon_bytes() or 0) / 2**20:,.0f} MiB")
-        indexes = {Precision.FLOAT32: search.Index(Precision.FLOAT32, args.dim, corpus)}
-        for p in (Precision.INT8, Precision.BINARY):
+        indexes = {"float32": search.Index(precisions.get("float32"), args.dim, corpus)}
+        for p in ("int8", "binary"):
             t = time.perf_counter()
-            indexes[p] = store.build_disk_index(p, corpus, args.dim, folder)
-            print(f"{p.value:8s} index built chunk by chunk in {time.perf_counter() - t:.0f} s "
+            indexes[p] = search.build_index(p, corpus, args.dim, folder=folder)
+            print(f"{p:8s} index built chunk by chunk in {time.perf_counter() - t:.0f} s "
                   f"({indexes[p].vectors.nbytes / 2**20:,.0f} MiB on disk)")  # fmt: skip
         for p, index in indexes.items():
             seconds, peak = timed(index, queries, args.k)
-            print(f"{p.value:8s} on disk   {args.queries / seconds:8.1f} q/s   peak RssAnon {peak / 2**20:6,.0f} MiB "
+            print(f"{p:8s} on disk   {args.queries / seconds:8.1f} q/s   peak RssAnon {peak / 2**20:6,.0f} MiB "
                   f"({'under' if peak < TARGET_ANON else 'OVER'} 2 GiB)")  # fmt: skip
         n = min(args.compare_docs, args.docs)
         print(f"--- at {n:,} vectors: on disk (memory-mapped) against in memory, same search")
         for p, index in indexes.items():
-            disk = search.Index(p, args.dim, index.vectors[:n], ranges=index.ranges)
-            memory = search.Index(p, args.dim, np.array(index.vectors[:n]), ranges=index.ranges)
+            disk = search.Index(index.precision, args.dim, index.vectors[:n], ranges=index.ranges)
+            memory = search.Index(index.precision, args.dim, np.array(index.vectors[:n]), ranges=index.ranges)
             timed(disk, queries[:50], args.k)  # warm the page cache for this slice
             disk_s = min(timed(disk, queries, args.k)[0] for _ in range(2))
             mem_s = min(timed(memory, queries, args.k)[0] for _ in range(2))
-            print(f"{p.value:8s} in memory {args.queries / mem_s:8.1f} q/s   on disk {args.queries / disk_s:8.1f} q/s"
+            print(f"{p:8s} in memory {args.queries / mem_s:8.1f} q/s   on disk {args.queries / disk_s:8.1f} q/s"
                   f"   ratio {mem_s / disk_s:.2f} (target >= 0.8)")  # fmt: skip
 
 

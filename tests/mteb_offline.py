@@ -28,7 +28,7 @@ from bench.config import SweepConfig
 from bench.encoders import parse_backend
 from bench.results import read_run
 from bench.testing import KeywordEncoder, write_models
-from bench.types import Precision, Role
+from bench.types import Role
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ def _tasks_dir(tmp_path, yaml_tasks: dict[str, str] | None = None):
 
 
 def bench_rows(tmp_path, tasks: tuple[str, ...], top_k: int = 1000, yaml_tasks=None, run_id="r",
-               precisions: tuple[Precision, ...] = (Precision.FLOAT32,)):  # fmt: skip
+               precisions: tuple[str, ...] = ("float32",)):  # fmt: skip
     """Run bench on ``tasks`` with KeywordEncoder vectors at full width; (run folder, rows)."""
     config = SweepConfig(models=("kw",), tasks=tasks, backends=(parse_backend("hashing"),), dims=(len(KEYWORDS),),
                          precisions=precisions, top_k=top_k, output_dir=tmp_path / "results",

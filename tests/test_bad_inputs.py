@@ -130,7 +130,7 @@ BOMB = "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9) if p else ', '.join(['lol'
 RUN_CASES = {
     # sweep YAML
     "key typo": (lambda w: _append_sweep(w, "rescore_multipler: 2\n"), 2,
-                 "unknown key 'rescore_multipler' (did you mean 'rescore_multiplier'?)"),
+                 "unknown key 'rescore_multipler' (did you mean 'rescore_multiplier' or 'rescore_multipliers'?)"),
     "precision typo": (lambda w: _sweep(w, "binary-rescore]", "binary-rescor]"), 2,
                        "unknown precision 'binary-rescor' (did you mean 'binary-rescore'"),
     "unknown model": (lambda w: _sweep(w, "models: [toy]", "models: [tiy]"), 2, "unknown model 'tiy' (did you mean 'toy'?)"),

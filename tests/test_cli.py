@@ -16,12 +16,12 @@ def _run(argv, capsys):
 def test_toy_sweep_prints_a_table_and_writes_rows_manifest_and_plots(toy_sweep, toy_tasks_dir, tmp_path, capsys):
     code, out, _ = _run(["run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir)], capsys)
     assert code == 0
-    assert "| dim | float32 | float16 | int8 | int8-tanh | binary | binary-rescore |" in out
+    assert "| precision | 32 | 16 | 8 |" in out and "\n| binary-rescore ×4 | " in out
     (run_dir,) = (tmp_path / "results").iterdir()
     manifest, rows = read_run(run_dir)
     assert len(rows) == 18 and manifest["run_id"] == run_dir.name
     plots = sorted(p.name for p in (run_dir / "plots").glob("*.png"))
-    assert plots == ["peak_memory_by_backend.png", "throughput_by_backend.png",
+    assert plots == ["Toy__pareto.png", "peak_memory_by_backend.png", "throughput_by_backend.png",
                      "toy__Toy__hashing-cpu-float32__ci.png",
                      "toy__Toy__hashing-cpu-float32__score_vs_bytes.png",
                      "toy__Toy__hashing-cpu-float32__score_vs_dim.png",
@@ -39,7 +39,7 @@ def test_report_rebuilds_tables_and_plots_from_files_only(toy_sweep, toy_tasks_d
     (run_dir / "table.md").unlink()
     code, out, _ = _run(["report", str(run_dir)], capsys)
     assert code == 0 and "ndcg_at_10" in out
-    assert len(list((run_dir / "plots").glob("*.png"))) == 6 and (run_dir / "table.md").is_file()
+    assert len(list((run_dir / "plots").glob("*.png"))) == 7 and (run_dir / "table.md").is_file()
 
 
 def test_flags_override_the_config(toy_sweep, toy_tasks_dir, tmp_path, capsys):
@@ -51,7 +51,10 @@ def test_flags_override_the_config(toy_sweep, toy_tasks_dir, tmp_path, capsys):
 
 
 BAD = [
-    (["--precisions", "float32,int4"], "unknown precision 'int4'"),
+    (["--precisions", "float32,int3"], "unknown precision 'int3'"),
+    (["--rescore-multipliers", "4,0"], "--rescore-multipliers: rescore_multipliers[1] must be at least 1, got 0"),
+    (["--lexical", "bm26"], "unknown lexical baseline 'bm26' (did you mean"),
+    (["--calibration", "sample:x"], "calibration sample must be an integer of at least 2, got 'x'"),
     (["--dims", "64"], "dimension 64 is outside 1..32 for model toy"),
     (["--dims", "0"], "--dims: dims[0] must be at least 1, got 0"),
     (["--models", "toyy"], "unknown model 'toyy' (did you mean 'toy'?)"),

@@ -2,7 +2,7 @@ import pytest
 
 from bench.config import config_from_mapping, load_config, validate
 from bench.errors import InputError
-from bench.types import Precision
+from bench.types import CalibrationSpec
 from bench.yamlio import load_yaml
 from tests.conftest import REPO
 
@@ -16,13 +16,46 @@ def _config(tmp_path, text):
 BASE = "models: [all-MiniLM-L6-v2]\ntasks: [SciFact]\ndims: [384]\nprecisions: [float32]\n"
 
 
-def test_the_default_sweep_is_24_cells_of_minilm_on_scifact():
+def test_the_default_sweep_is_minilm_on_scifact_with_rescoring_asymmetric_cells_and_bm25():
+    from bench.models import model_registry
+    from bench.planning import grid
+
     config = load_config(None)
     validate(config, REPO / "tasks")
     assert config.models == ("all-MiniLM-L6-v2",) and config.tasks == ("SciFact",)
     assert config.dims == (384, 256, 128, 64)
-    assert config.precisions == tuple(Precision)
-    assert config.rescore_multiplier == 4 and config.top_k == 1000
+    assert {"int8-rescore", "int8-asym", "binary-asym", "binary-rescore"} <= set(config.precisions)
+    assert config.rescore_multipliers == (4,) and config.top_k == 1000
+    assert config.lexical == ("bm25", "bm25-stemmed") and config.calibration == CalibrationSpec()
+    cells = grid(config, model_registry(REPO / "tasks").get("all-MiniLM-L6-v2"), config.backends[0])
+    assert len(cells) == 4 * 9  # one cell per (dim, precision, multiplier)
+    assert (384, "binary-rescore", 4) in cells and (384, "int8", 0) in cells
+
+
+def test_the_old_scalar_rescore_multiplier_still_works_and_both_forms_together_do_not(tmp_path):
+    assert _config(tmp_path, BASE + "rescore_multiplier: 3\n").rescore_multipliers == (3,)
+    assert _config(tmp_path, BASE + "rescore_multipliers: [1, 10]\n").rescore_multipliers == (1, 10)
+    with pytest.raises(InputError, match=r"give rescore_multipliers \(a list\) or the older rescore_multiplier"):
+        _config(tmp_path, BASE + "rescore_multiplier: 3\nrescore_multipliers: [1]\n")
+    with pytest.raises(InputError, match=r"rescore_multipliers\[1\] must be at least 1, got 0"):
+        _config(tmp_path, BASE + "rescore_multipliers: [4, 0]\n")
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("corpus", CalibrationSpec()), ("sample:500", CalibrationSpec("sample", size=500)),
+    ("{sample: 64}", CalibrationSpec("sample", size=64)),
+])  # fmt: skip
+def test_calibration_settings(tmp_path, value, expected):
+    assert _config(tmp_path, BASE + f"calibration: {value}\n").calibration == expected
+
+
+@pytest.mark.parametrize("value,pattern", [
+    ("sample:1", r"calibration sample must be an integer of at least 2, got 1"),
+    ("everything", r"calibration must be corpus, sample:N or file:PATH, got 'everything'"),
+])  # fmt: skip
+def test_bad_calibration_settings_are_one_line(tmp_path, value, pattern):
+    with pytest.raises(InputError, match=pattern):
+        _config(tmp_path, BASE + f"calibration: {value}\n")
 
 
 def test_unknown_precision_suggests_the_nearest(tmp_path):
@@ -76,4 +109,4 @@ def test_mapping_without_source_still_validates():
 
     config = config_from_mapping(require_mapping({"models": "m", "tasks": "t", "dims": 8,
                                                   "precisions": "binary"}, "<dict>"))  # fmt: skip
-    assert config.models == ("m",) and config.dims == (8,) and config.precisions == (Precision.BINARY,)
+    assert config.models == ("m",) and config.dims == (8,) and config.precisions == ("binary",)

@@ -12,7 +12,6 @@ from bench.cli import main
 from bench.config import load_config
 from bench.html import _aggregates
 from bench.results import read_run
-from bench.types import Precision
 from tests.mteb_offline import MULTI, SUBSETS, bench_rows, offline_task, register
 
 
@@ -20,7 +19,7 @@ def test_a_multi_subset_multi_split_run_round_trips_through_mtebs_loader(tmp_pat
     from mteb import TaskResult
 
     register(monkeypatch, offline_task(MULTI))
-    run_dir, rows = bench_rows(tmp_path, ("mteb:OfflineMultiSubset",), precisions=(Precision.FLOAT32, Precision.BINARY))
+    run_dir, rows = bench_rows(tmp_path, ("mteb:OfflineMultiSubset",), precisions=("float32", "binary"))
     out = tmp_path / "mteb-results"
     assert main(["export-mteb", str(run_dir), str(out)]) == 0
     files = sorted(out.rglob("OfflineMultiSubset.json"))
@@ -56,7 +55,7 @@ def test_every_cell_setting_gets_its_own_folder(toy_sweep, toy_tasks_dir, tmp_pa
     out = tmp_path / "mteb-results"
     assert main(["export-mteb", str(run_dir), str(out)]) == 0
     assert len(sorted(out.rglob("Toy.json"))) == len(rows) == 18
-    path = out / "hashing-cpu-float32__16__binary-rescore" / "test__toy-hashing" / "v1" / "Toy.json"
+    path = out / "hashing-cpu-float32__16__binary-rescore__m4" / "test__toy-hashing" / "v1" / "Toy.json"
     (scores,) = TaskResult.from_disk(path).scores["test"]
     row = rows[(rows.dim == 16) & (rows.precision == "binary-rescore")].iloc[0]
     assert scores["hf_subset"] == "default" and scores["languages"] == ["eng-Latn"]

@@ -39,7 +39,7 @@ def test_report_is_self_contained(html_report):
     run_dir, page = html_report
     text = page.read_text(encoding="utf-8")
     assert not re.search(r'(src|href)="(?!data:)', text)  # nothing fetched from anywhere
-    assert text.count('<figure class="plot">') == len(list((run_dir / "plots").glob("*.png"))) == 6
+    assert text.count('<figure class="plot">') == len(list((run_dir / "plots").glob("*.png"))) == 7
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (.ci/run installs Debian's chromium)")
@@ -50,12 +50,12 @@ def test_report_in_a_real_browser(html_report, tmp_path):
     manifest = re.search(r'<table id="manifest">(.*?)</table>', dom, re.S).group(1)
     assert "run_id" in manifest and "finished" in manifest
     quality = re.search(r'<table id="quality-toy-Toy-hashing-cpu-float32">(.*?)</table>', dom, re.S).group(1)
-    assert quality.count("<tr>") == 1 + 3  # header and dims 32, 16, 8
+    assert quality.count("<tr>") == 1 + 6  # header and the 6 precisions (dims 32, 16, 8 across)
     assert quality.count('class="ci"') == 18  # a confidence interval in every cell
     assert re.search(r'<table id="encode-costs">.*docs/s|documents_per_second', dom, re.S)
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', dom)
     assert {"toy__Toy__hashing-cpu-float32__score_vs_bytes", "toy__Toy__hashing-cpu-float32__score_vs_search_qps",
-            "toy__Toy__hashing-cpu-float32__ci", "throughput_by_backend"} <= set(images)  # fmt: skip
+            "toy__Toy__hashing-cpu-float32__ci", "throughput_by_backend", "Toy__pareto"} <= set(images)  # fmt: skip
     shot = tmp_path / "report.png"
     _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri())
     data = shot.read_bytes()

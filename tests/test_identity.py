@@ -174,7 +174,7 @@ def test_remote_code_needs_a_pinned_commit_even_when_path_is_a_hub_id(toy_tasks_
 def test_each_stored_cell_records_its_identity_and_a_foreign_cell_is_recomputed(toy_sweep, toy_tasks_dir):
     config = with_overrides(load_config(toy_sweep), measure=False)
     run_dir = runner.run(config, toy_tasks_dir, run_id="r")
-    cell = next((run_dir / "cells").glob("*binary-rescore.json"))
+    cell = next((run_dir / "cells").glob("*binary-rescore__m*.json"))
     record = json.loads(cell.read_text())
     assert {"task_data", "vectors", "scoring", "dim", "precision"} <= set(record["identity"])
     record["identity"]["task_data"] = "0" * 24  # as if computed from other qrels

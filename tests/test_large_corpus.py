@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from bench import embed as embed_module
-from bench import store
+from bench import precisions, store
 from bench.cache import EmbeddingCache
 from bench.embed import LazyEncoder, embed
 from bench.search import build_index
 from bench.testing import HashingEncoder
-from bench.types import BackendSpec, ModelSpec, Precision, Role
+from bench.types import BackendSpec, ModelSpec, Role
 
 MODEL = ModelSpec(key="toy", name="test/toy", revision="v1", dim=16, max_length=32)
 TEXTS = {f"t{i}": f"text {i} " + "word " * (i % 7) for i in range(300)}
@@ -30,14 +30,14 @@ def test_a_large_corpus_is_assembled_in_a_memory_mapped_file_and_reused(tmp_path
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
-@pytest.mark.parametrize("precision", list(Precision))
+@pytest.mark.parametrize("precision", precisions.names())
 def test_disk_indexes_equal_in_memory_ones(tmp_path, monkeypatch, precision):
     monkeypatch.setattr(store, "CHUNK_ROWS", 37)  # many chunks
     rng = np.random.default_rng(0)
     docs = rng.standard_normal((500, 40)).astype(np.float32)
     queries = rng.standard_normal((12, 40)).astype(np.float32)
     source = store.write_matrix(tmp_path / "corpus.npy", docs.shape, np.float32, lambda a, b: docs[a:b])
-    disk = store.build_disk_index(precision, source, 24, tmp_path)
+    disk = build_index(precision, source, 24, folder=tmp_path)
     memory = build_index(precision, docs, 24)
     assert isinstance(disk.vectors, np.memmap)
     np.testing.assert_array_equal(np.asarray(disk.vectors), memory.vectors)

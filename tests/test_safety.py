@@ -87,11 +87,11 @@ def test_a_valid_name_is_exactly_one_path_component(name):
 
 
 def test_cell_keys_are_injective_across_names_that_used_to_collide():
-    from bench.types import Cell, Precision
+    from bench.types import Cell
 
-    a = Cell("m", "mteb:A/b@test", "torch-cpu-float32", 8, Precision.FLOAT32)
-    b = Cell("m", "mteb:A_b@test", "torch-cpu-float32", 8, Precision.FLOAT32)
-    c = Cell("m", "mteb:A/b_test", "torch-cpu-float32", 8, Precision.FLOAT32)
+    a = Cell("m", "mteb:A/b@test", "torch-cpu-float32", 8, "float32")
+    b = Cell("m", "mteb:A_b@test", "torch-cpu-float32", 8, "float32")
+    c = Cell("m", "mteb:A/b_test", "torch-cpu-float32", 8, "float32")
     assert len({a.key, b.key, c.key}) == 3
 
 

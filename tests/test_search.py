@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
 
-from bench import search
+from bench import precisions, search
 from bench import transforms as tf
-from bench.types import Precision
 
 
 def _brute(scores: np.ndarray, k: int) -> np.ndarray:
@@ -56,7 +55,7 @@ def test_rescore_reranks_candidates_by_float_query_against_sign_vectors():
     rng = np.random.default_rng(3)
     raw = rng.standard_normal((300, 32)).astype(np.float32)
     query = rng.standard_normal((1, 32)).astype(np.float32)
-    index = search.build_index(Precision.BINARY_RESCORE, raw, 32, rescore_multiplier=4)
+    index = search.build_index("binary-rescore", raw, 32, rescore_multiplier=4)
     hits = index.search(query, 10)
     q = tf.normalize(query)
     candidates = search.search_binary(tf.binarize(q), index.vectors, 40).indices[0]
@@ -65,14 +64,14 @@ def test_rescore_reranks_candidates_by_float_query_against_sign_vectors():
     np.testing.assert_array_equal(hits.indices[0], expected)
 
 
-@pytest.mark.parametrize("precision", list(Precision))
+@pytest.mark.parametrize("precision", precisions.names())
 def test_every_precision_finds_an_exact_duplicate_first(precision):
     rng = np.random.default_rng(4)
     docs = rng.standard_normal((100, 48)).astype(np.float32)
     index = search.build_index(precision, docs, 32)
     hits = index.search(docs[[5, 17, 60]], 5)
     np.testing.assert_array_equal(hits.indices[:, 0], [5, 17, 60])
-    assert index.nbytes == precision.bytes_per_vector(32) * 100
+    assert index.vectors.nbytes == precisions.get(precision).bytes_per_vector(32) * 100
 
 
 @pytest.mark.parametrize("engine", ["numpy", "faiss"])

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from bench import precisions
 from bench import transforms as tf
 from bench.errors import InputError
-from bench.types import Precision
 
 
 def test_truncate_then_normalize_gives_unit_rows_of_the_first_dims():
@@ -22,12 +22,14 @@ def test_truncate_rejects_dimensions_out_of_range(dim):
 
 def test_int8_ranges_come_from_the_corpus_and_apply_unchanged_to_queries():
     corpus = np.array([[0.0, -1.0], [1.0, 1.0], [0.5, 0.0]], np.float32)
-    ranges = tf.fit_int8(corpus)
+    ranges = tf.fit_ranges(corpus)
     np.testing.assert_array_equal(ranges.low, [0.0, -1.0])
     np.testing.assert_array_equal(ranges.high, [1.0, 1.0])
     q = tf.quantize_int8(corpus, ranges)
     assert q.dtype == np.int8
-    np.testing.assert_array_equal(q[:2], [[-128, -128], [127, 127]])
+    # floor, as sentence-transformers: the float32 step (1/255) puts the maximum at 254.99998,
+    # one level below 127, and the midpoint at level 127 (127.49), code -1
+    np.testing.assert_array_equal(q, [[-128, -128], [126, 126], [-1, -1]])
     # queries outside the corpus range clip instead of wrapping around
     outside = tf.quantize_int8(np.array([[2.0, -3.0]], np.float32), ranges)
     np.testing.assert_array_equal(outside, [[127, -128]])
@@ -50,9 +52,20 @@ def test_binarize_packs_sign_bits_with_zero_counted_as_positive():
     np.testing.assert_array_equal(tf.unpack_signs(packed, 9), np.where(x >= 0, 1.0, -1.0))
 
 
-@pytest.mark.parametrize(
-    "precision,expected", [("float32", 1536), ("float16", 768), ("int8", 384), ("int8-tanh", 384),
-                           ("binary", 48), ("binary-rescore", 48)],
-)  # fmt: skip
-def test_bytes_per_vector(precision, expected):
-    assert Precision(precision).bytes_per_vector(384) == expected
+@pytest.mark.parametrize("dim,expected", [
+    (384, {"float32": 1536, "float16": 768, "bfloat16": 768, "float8-e4m3fn": 384, "float8-e5m2": 384,
+           "int8": 384, "uint8": 384, "int4": 192, "uint4": 192, "int8-tanh": 384, "binary": 48}),
+    (100, {"float32": 400, "int8": 100, "int4": 50, "binary": 13}),  # ceil(100 / 8) = 13, not 12.5
+    (7, {"int4": 4, "uint4": 4, "binary": 1, "binary-asym": 1, "int8-asym": 7, "int8-rescore": 7}),
+])  # fmt: skip
+def test_bytes_per_vector_is_an_integer_and_rounds_partial_bytes_up(dim, expected):
+    for name, size in expected.items():
+        got = precisions.get(name).bytes_per_vector(dim)
+        assert isinstance(got, int) and got == size, name
+
+
+def test_nibbles_round_trip_with_an_odd_width():
+    levels = np.random.default_rng(0).integers(0, 16, size=(5, 7)).astype(np.uint8)
+    packed = tf.pack_nibbles(levels)
+    assert packed.shape == (5, 4) and packed[0, 0] == (levels[0, 0] << 4 | levels[0, 1])
+    np.testing.assert_array_equal(tf.unpack_nibbles(packed, 7), levels)
