@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bench import lexical, precisions
-from bench.encoders import output_width, parse_backend
+from bench.encoders import output_kind, output_width, parse_backend
 from bench.errors import InputError
 from bench.models import model_registry
 from bench.paths import default_tasks_dir
@@ -138,6 +138,9 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
     models, tasks = model_registry(tasks_dir), task_registry(tasks_dir)
     for name in config.tasks:
         tasks.get(name)
+    for backend in config.backends:
+        for precision in config.precisions:
+            precisions.check_input(precision, output_kind(backend), backend.id)
     for name in config.models:
         spec = models.get(name)
         for backend in config.backends:

@@ -13,7 +13,7 @@ from bench.search import Hits, Index
 
 # The version of what a cell's scores mean (search, transforms, metrics). Part of every cell's
 # identity: bump it when a change alters any score, so no stored cell of the old code is reused.
-SCORING_VERSION = 2
+SCORING_VERSION = 3
 
 
 @dataclass(frozen=True)

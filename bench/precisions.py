@@ -67,6 +67,9 @@ class Precision:
     rescored: bool = False  # second stage: float32 query against dequantized candidates
     normalized: bool = True  # re-normalize after truncation (False: the raw vector, int8-tanh)
     sign_rule: str = ""  # for sign bits: which values become 1
+    # Which vectors it takes: "float" (raw embeddings), "int8" (codes a model or API already
+    # quantized), "binary" (+-1 signs). Quantizing codes again would score something else.
+    inputs: tuple[str, ...] = ("float",)
 
     def bytes_per_vector(self, dim: int) -> int:
         """Bytes one stored document vector takes at ``dim`` dimensions (an integer)."""
@@ -109,6 +112,20 @@ def get(name: str) -> Precision:
 def names() -> list[str]:
     """Registered names, in table order."""
     return list(PRECISIONS)
+
+
+def check_input(precision: str, kind: str, backend: str) -> None:
+    """Refuse a precision that cannot take a backend's vectors, with why and what to use."""
+    p = get(precision)
+    if kind in p.inputs:
+        return
+    fits = [q.name for q in PRECISIONS.values() if kind in q.inputs]
+    if kind == "float":
+        raise InputError(f"precision {precision} scores vectors a backend returns already quantized; backend "
+                         f"{backend} returns float vectors (use {', '.join(fits[:4])}, ...)")  # fmt: skip
+    raise InputError(f"precision {precision} would quantize again the {kind} vectors backend {backend} returns "
+                     f"as they are; use {' or '.join(fits)} (native-{kind} is the model's own output), "
+                     "or ask the server for float vectors")  # fmt: skip
 
 
 def parse(value: object, where: str) -> str:
@@ -180,6 +197,14 @@ def _signs(stored: np.ndarray, dim: int, ranges) -> np.ndarray:
     return tf.unpack_signs(stored, dim)
 
 
+def _as_codes(x: np.ndarray, ranges) -> np.ndarray:
+    """int8 codes that arrived as such (float32 holding integers), stored as they are."""
+    codes = np.rint(x)
+    if not np.array_equal(codes, x) or codes.min(initial=0) < -128 or codes.max(initial=0) > 127:
+        raise InputError("native-int8: the vectors are not int8 codes (non-integer or out-of-range values)")
+    return codes.astype(np.int8)
+
+
 FLOAT32 = Codec(np.dtype(np.float32), _same, lambda x, r: np.asarray(x, np.float32), _codes, _codes)
 INT8 = _scalar_codec(256, signed=True)
 UINT8 = _scalar_codec(256, signed=False)
@@ -187,6 +212,8 @@ INT4 = _scalar_codec(16, signed=True)
 UINT4 = _scalar_codec(16, signed=False)
 TANH8 = Codec(np.dtype(np.int8), _same, lambda x, r: tf.int8_tanh(x), _codes, max_abs=128.0)
 SIGNS = Codec(np.dtype(np.uint8), lambda d: (d + 7) // 8, lambda x, r: tf.binarize(x), _signs, _signs)
+CODES = Codec(np.dtype(np.int8), _same, _as_codes, _codes, max_abs=128.0)
+ANY = ("float", "int8", "binary")  # the float precisions score codes and signs as they are
 
 PPLX_SIGNS = "x >= 0 -> 1 (pplx-embed-v1's FlexibleQuantizer); sentence-transformers' x > 0 differs only on exact zeros"
 ST_INT8 = 'sentence-transformers quantize_embeddings(x, "{0}", calibration_embeddings=corpus), bit-identical'
@@ -198,10 +225,10 @@ CALIBRATED = "truncate, re-normalize; per-dimension min/max ranges fitted on the
 
 register(Precision(
     "float32", FLOAT32, Scoring.INNER, "float32", "truncate to d, re-normalize",
-    "mteb.evaluate on the same vectors (tests/test_mteb_parity.py, every metric within 1e-5)"))
+    "mteb.evaluate on the same vectors (tests/test_mteb_parity.py, every metric within 1e-5)", inputs=ANY))
 register(Precision(
     "float16", _float_codec(np.float16), Scoring.COSINE, "float16", "truncate, re-normalize, round to float16",
-    MTEB_CAST.format("float16")))
+    MTEB_CAST.format("float16"), inputs=ANY))
 register(Precision(
     "bfloat16", _float_codec(ml_dtypes.bfloat16), Scoring.COSINE, "bfloat16",
     "truncate, re-normalize, round to bfloat16 (ml_dtypes)", MTEB_CAST.format("bfloat16")))
@@ -246,3 +273,13 @@ register(Precision(
     "as binary; the top_k x m Hamming candidates re-ranked by the float32 query against their +-1 vectors",
     "sentence-transformers semantic_search_faiss(corpus_precision='ubinary', rescore=True) where the "
     "candidate cut is untied", rescored=True, sign_rule=PPLX_SIGNS))
+register(Precision(
+    "native-int8", CODES, Scoring.COSINE, "int8",
+    "the int8 codes a model or API returned (pplx-embed-v1's own output), truncated to d, stored as they are",
+    "cosine over the returned codes (tests/test_identity.py, against a fake Perplexity API)",
+    normalized=False, inputs=("int8",)))
+register(Precision(
+    "native-binary", SIGNS, Scoring.HAMMING, "packed bits",
+    "the +-1 signs a model or API returned (base64_binary), truncated to d, packed 8 per byte",
+    "Hamming distance over the returned bits (tests/test_identity.py, against a fake Perplexity API)",
+    normalized=False, inputs=("binary",), sign_rule=PPLX_SIGNS))

@@ -153,16 +153,35 @@ class HttpBackendSchema(Schema):
     backoff: Annotated[float, Field(ge=0, le=3600)] = 0.5
     max_backoff: Annotated[float, Field(ge=0, le=86_400)] = 30.0
     max_response_bytes: Annotated[int, Field(ge=1024, le=2**34)] = 256 * 2**20
+    # What the server's vectors are: float (the default), or already quantized (pplx's int8 codes, or
+    # +-1 signs), e.g. a TEI server running pplx-embed-v1 with its quantizer; Perplexity's
+    # base64_int8 / base64_binary formats imply int8 / binary.
+    output: Literal["float", "int8", "binary"] | None = None
     dtype: Literal["native"] = "native"
 
 
 HTTP_FORMATS = {"openai": ("float", "base64"), "tei": ("float",), "perplexity": ("base64_int8", "base64_binary")}
 
 
+FORMAT_OUTPUT = {"base64_int8": "int8", "base64_binary": "binary"}
+
+
 def check_http_format(options: HttpBackendSchema) -> None:
     if options.encoding_format and options.encoding_format not in HTTP_FORMATS[options.protocol]:
         raise ValueError(f"encoding_format {options.encoding_format!r} does not fit protocol {options.protocol} "
                          f"(use {' or '.join(HTTP_FORMATS[options.protocol])})")  # fmt: skip
+    implied = FORMAT_OUTPUT.get(http_format(options))
+    if options.output and implied and options.output != implied:
+        raise ValueError(f"output {options.output!r} contradicts encoding_format {http_format(options)!r} ({implied})")
+
+
+def http_format(options: HttpBackendSchema) -> str:
+    return options.encoding_format or {"perplexity": "base64_int8"}.get(options.protocol, "float")
+
+
+def http_output(options: HttpBackendSchema) -> str:
+    """What a server's vectors are: float, int8 codes or +-1 signs."""
+    return options.output or FORMAT_OUTPUT.get(http_format(options), "float")
 
 
 # --------------------------------------------------------------------------- tasks and models

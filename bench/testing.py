@@ -99,7 +99,8 @@ class FakeEmbeddingServer:
     ``slow_seconds / 10``, never finishing), ``"huge"`` (declares and streams a 400 MB body),
     ``"huge_unsized"`` (streams it without declaring a length),
     or ``None`` for a normal answer. A request's ``dimensions`` truncates the vectors (server-side
-    MRL); ``offset`` shifts them, so two servers can give different vectors. ``requests`` records every request body received,
+    MRL); ``encoding_format: base64_int8`` / ``base64_binary`` answers as Perplexity's API does
+    (``native_codes`` says exactly which codes); ``offset`` shifts them, so two servers can give different vectors. ``requests`` records every request body received,
     ``headers`` every request's headers and ``arrivals`` the ``time.monotonic()`` of each.
     """
 
@@ -151,6 +152,8 @@ class FakeEmbeddingServer:
         if fault == "fewer":
             vectors = vectors[:-1]
         rows = [[None if v != v else float(v) for v in row] for row in vectors]
+        if body.get("encoding_format") in ("base64_int8", "base64_binary"):  # Perplexity's native output
+            rows = [self.native_item(v, body["encoding_format"]) for v in vectors]
         if path.endswith("/embeddings"):
             indexes = [0, *range(len(rows) - 1)] if fault == "dup_index" else list(range(len(rows)))
             payload = {"object": "list", "model": body.get("model"),
@@ -159,6 +162,18 @@ class FakeEmbeddingServer:
             payload = rows
         text = json.dumps(payload).replace("null", "NaN")
         return 200, {}, (text[: len(text) // 2] if fault == "malformed" else text).encode()
+
+    @staticmethod
+    def native_codes(vector: np.ndarray, fmt: str) -> np.ndarray:
+        """What a Perplexity-style API returns for a vector: int8 codes, or bits (x >= 0)."""
+        if fmt == "base64_int8":
+            return np.clip(np.rint(np.asarray(vector) * 20.0), -128, 127).astype(np.int8)
+        return np.packbits(np.asarray(vector) >= 0)
+
+    def native_item(self, vector: np.ndarray, fmt: str) -> str:
+        import base64
+
+        return base64.b64encode(self.native_codes(vector, fmt).tobytes()).decode()
 
     def _echo(self, fault: str, authorization: str) -> tuple[int, dict, bytes]:
         key = authorization.removeprefix("Bearer ")

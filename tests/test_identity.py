@@ -198,3 +198,77 @@ def test_editing_qrels_between_a_kill_and_a_resume_never_mixes_cells(tmp_path, t
     a = read_run(tmp_path / "results" / "k")[1][columns].sort_values(["dim", "precision"]).reset_index(drop=True)
     b = read_run(fresh)[1][columns].sort_values(["dim", "precision"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+# --------------------------------------------------------------------------- native quantized vectors
+
+
+def _native_run(toy_sweep, toy_tasks_dir, server, fmt, precisions):
+    write_models(toy_tasks_dir, {"toy": TOY_MODEL})
+    backend = parse_backend({"kind": "http", "name": "pplx", "url": server.url(), "protocol": "perplexity",
+                             "encoding_format": fmt})  # fmt: skip
+    config = with_overrides(load_config(toy_sweep), backends=(backend,), dims=(32,), precisions=precisions,
+                            measure=False)  # fmt: skip
+    return config, runner.run(config, toy_tasks_dir)
+
+
+def _independent_ndcg(queries, docs, qrels, qids, dids, scorer) -> float:
+    """nDCG@10 of the ranking ``scorer`` gives, computed here with pytrec_eval (ties to the larger id)."""
+    import pytrec_eval
+
+    run = {q: {d: float(scorer(queries[i], docs[j])) for j, d in enumerate(dids)} for i, q in enumerate(qids)}
+    per_query = pytrec_eval.RelevanceEvaluator({q: qrels[q] for q in qids}, {"ndcg_cut.10"}).evaluate(run)
+    return float(np.mean([v["ndcg_cut_10"] for v in per_query.values()]))
+
+
+@pytest.mark.parametrize("fmt,precision", [("base64_int8", "native-int8"), ("base64_binary", "native-binary")])
+def test_the_native_cell_equals_scoring_over_the_codes_the_api_returned(toy_sweep, toy_tasks_dir, fmt, precision):
+    from bench.testing import HashingEncoder
+    from tests.conftest import TOY_CORPUS, TOY_QRELS, TOY_QUERIES
+
+    with FakeEmbeddingServer() as server:
+        _, run_dir = _native_run(toy_sweep, toy_tasks_dir, server, fmt, (precision,))
+    _, rows = read_run(run_dir)
+    native = rows[rows.precision == precision].iloc[0]
+    qids = [q for q in sorted(TOY_QRELS)]
+    dids = list(TOY_CORPUS)
+    hashing = HashingEncoder(32)
+    docs = hashing.encode([f"{t} {x}".strip() for t, x in TOY_CORPUS.values()], Role.DOCUMENT)
+    queries = hashing.encode([TOY_QUERIES[q] for q in qids], Role.QUERY)
+    if fmt == "base64_int8":
+        d = np.stack([FakeEmbeddingServer.native_codes(v, fmt) for v in docs]).astype(np.float64)
+        q = np.stack([FakeEmbeddingServer.native_codes(v, fmt) for v in queries]).astype(np.float64)
+
+        def scorer(a, b):
+            return a @ b / (np.linalg.norm(a) * np.linalg.norm(b) or 1.0)
+    else:
+        d = np.stack([np.unpackbits(FakeEmbeddingServer.native_codes(v, fmt)) for v in docs])
+        q = np.stack([np.unpackbits(FakeEmbeddingServer.native_codes(v, fmt)) for v in queries])
+
+        def scorer(a, b):
+            return -float(np.count_nonzero(a != b))  # Hamming distance, negated
+    expected = _independent_ndcg(q, d, TOY_QRELS, qids, dids, scorer)
+    assert native.ndcg_at_10 == pytest.approx(expected, abs=1e-9)
+    assert native.bytes_per_vector == (32 if fmt == "base64_int8" else 4)
+
+
+@pytest.mark.parametrize("fmt,precision", [("base64_int8", "int8-tanh"), ("base64_int8", "int8"),
+                                           ("base64_binary", "binary-rescore"), ("base64_binary", "native-int8")])
+def test_quantizing_vectors_that_arrived_quantized_is_refused(toy_sweep, toy_tasks_dir, fmt, precision):
+    with FakeEmbeddingServer() as server:
+        with pytest.raises(InputError, match=f"precision {precision} would quantize again the"):
+            _native_run(toy_sweep, toy_tasks_dir, server, fmt, (precision,))
+        assert server.requests == []  # refused before anything was sent
+
+
+def test_native_precisions_are_refused_for_float_vectors(toy_sweep, toy_tasks_dir):
+    config = with_overrides(load_config(toy_sweep), precisions=("native-int8",))
+    with pytest.raises(InputError, match="precision native-int8 scores vectors a backend returns already quantized"):
+        runner.run(config, toy_tasks_dir)
+
+
+def test_the_cache_records_what_the_vectors_are(toy_sweep, toy_tasks_dir, tmp_path):
+    with FakeEmbeddingServer() as server:
+        _native_run(toy_sweep, toy_tasks_dir, server, "base64_int8", ("native-int8",))
+    outputs = {json.loads(p.read_text())["output"] for p in (tmp_path / "cache").rglob("namespace.json")}
+    assert outputs == {"int8"}

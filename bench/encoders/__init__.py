@@ -87,7 +87,18 @@ def vector_identity(model: ModelSpec, backend: BackendSpec, role: Role, cache_ro
     cache's key (with the text's digest), written beside every cached vector."""
     kind = BACKENDS.get(backend.kind)
     return {"backend": backend.kind, "model": model.name, "revision": model.revision, "role": role.value,
-            "width": output_width(model, backend), **_load(kind.fingerprint)(model, backend, role, cache_root)}  # fmt: skip
+            "width": output_width(model, backend), "output": output_kind(backend),
+            **_load(kind.fingerprint)(model, backend, role, cache_root)}  # fmt: skip
+
+
+def output_kind(backend: BackendSpec) -> str:
+    """What a backend's vectors are: ``float`` (raw embeddings), or already quantized by the model
+    or the server: ``int8`` (codes) or ``binary`` (+-1). Only remote backends return the latter."""
+    if backend.kind != "http":
+        return "float"
+    from bench.schemas import HttpBackendSchema, http_output
+
+    return http_output(HttpBackendSchema.model_validate({"kind": "http", "name": backend.name, **dict(backend.options)}))
 
 
 def output_width(model: ModelSpec, backend: BackendSpec) -> int:

@@ -101,13 +101,14 @@ def fingerprint(model: ModelSpec, backend: BackendSpec, role: Role, cache_root) 
     """What decides a server's vectors: the normalized endpoint (scheme, host, port, path; never
     credentials or query), the backend's name, protocol, remote model, encoding format, dimensions,
     normalization, and how the role and prompt travel. Two servers never share vectors."""
-    from bench.schemas import HttpBackendSchema
+    from bench.schemas import HttpBackendSchema, http_output
 
     o = HttpBackendSchema.model_validate({"kind": "http", "name": backend.name, **dict(backend.options)})
     return {
         "endpoint": endpoint_key(o.url), "name": backend.name, "protocol": o.protocol,
         "remote_model": o.model or model.name, "encoding_format": o.encoding_format or DEFAULT_FORMAT[o.protocol],
         "dimensions": o.dimensions, "normalize": o.normalize, "prompt": model.prompts.get(role.value, ""),
+        "output": http_output(o),
         "role_field": [model.role_field, model.role_values.get(role.value, role.value)] if model.role_field else None,
     }  # fmt: skip
 
