@@ -91,7 +91,15 @@ def cell_identity(the_plan: Plan, cell: Cell) -> dict:
         "main_score": spec.main_score, "dataset_revision": spec.revision, "query_filter": spec.query_filter,
         "vectors": the_plan.vector_digests.get((cell.model, cell.backend)), "top_k": config.top_k,
         "calibration": calibration.describe(config.calibration), "limit": config.limit, "scoring": SCORING_VERSION,
+        "lexical": _lexical_identity(cell),
     }  # fmt: skip
+
+
+def _lexical_identity(cell: Cell) -> list[str] | None:
+    """A lexical baseline's settings and library version (it has no vectors to key on)."""
+    if cell.backend != lexical.BACKEND:
+        return None
+    return [lexical.version(), lexical.LEXICAL[cell.model].description]
 
 
 def read_cell(the_plan: Plan, run_dir: Path, cell: Cell) -> dict | None:
