@@ -70,12 +70,23 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("bench")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bench", description="Benchmark text-embedding models: quality "
                      "across MRL dimensions and precisions, from one encode.", epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"bench {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
+                                title="commands")  # fmt: skip
     for add in (_add_run, _add_report, _add_profile, _add_gate, _add_reproduce, _add_export, _add_ls):
         add(sub)
     return parser
@@ -168,7 +179,7 @@ def _add_export(sub) -> None:
 
 def _add_ls(sub) -> None:
     ls = sub.add_parser("ls", help="list known tasks or models")
-    ls.add_argument("what", choices=["tasks", "models"])
+    ls.add_argument("what", choices=["tasks", "models"], metavar="tasks|models", help="what to list")
     ls.add_argument("--tasks-dir", type=Path)
     ls.set_defaults(func=cmd_ls)
 
@@ -304,6 +315,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     outcomes = reproduce(suite, args.output_dir, args.cache_dir, args.tolerance, backend,
                          _at_least_one(args.limit, "--limit"), args.tasks_dir)  # fmt: skip
     print(outcome_table(outcomes))
+    folders = sorted({o.run_dir for o in outcomes if o.run_dir})
+    if folders:
+        print("results: " + ", ".join(folders))
     return 0 if all(o.status == "pass" for o in outcomes) else 1
 
 

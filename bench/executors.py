@@ -15,9 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from bench import measure, units
+from bench import measure, progress, units
 from bench.cache import EmbeddingCache
 from bench.embed import LazyEncoder
 from bench.encoders import EncoderFactory, EncoderOptions
@@ -31,7 +29,12 @@ RETRIES = 3
 
 def _lazy_encoder(the_plan: Plan, model: ModelSpec, backend: BackendSpec, encoder_factory: EncoderFactory) -> LazyEncoder:
     options = EncoderOptions(the_plan.config.batch_size, the_plan.config.cache_dir)
-    return LazyEncoder(lambda: encoder_factory(model, backend, options))
+
+    def load():
+        with progress.stage(f"load {model.key} on {backend.id}"):
+            return encoder_factory(model, backend, options)
+
+    return LazyEncoder(load)
 
 
 # --------------------------------------------------------------------------- in process
@@ -59,16 +62,19 @@ def run_local(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) ->
 
 def _local_task(the_plan: Plan, model, backend, task, cache, lazy, run_dir: Path) -> list[dict]:
     encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy)
-    out, costs = [], None
-    for dim, precision, m in tqdm(grid(the_plan.config, model, backend), desc=f"evaluate {model.key} on {task}", disable=None):
-        cell = Cell(model.key, task, backend.id, dim, precision, m)
-        record = units.read_cell(the_plan, run_dir, cell)
-        if record is None:
-            if costs is None:  # measured once per (model, backend, task), only if a cell needs it
-                costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
-            record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
-            units.write_cell(the_plan, run_dir, cell, record)
-        out.append(record)
+    out, costs, cells = [], None, grid(the_plan.config, model, backend)
+    with progress.counting(f"evaluate {model.key} on {task} ({backend.id})", len(cells), "cell") as bar:
+        for dim, precision, m in cells:
+            cell = Cell(model.key, task, backend.id, dim, precision, m)
+            record = units.read_cell(the_plan, run_dir, cell)
+            if record is None:
+                if costs is None:  # measured once per (model, backend, task), only if a cell needs it
+                    with progress.stage(f"measure what encoding costs for {model.key} on {backend.id}"):
+                        costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
+                record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
+                units.write_cell(the_plan, run_dir, cell, record)
+            out.append(record)
+            bar.update(1)
     return out
 
 

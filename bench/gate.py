@@ -117,9 +117,9 @@ def check(run_dir: Path, baseline: dict, metrics: list[str] | None, tolerances: 
     """Compare every baseline cell; raise ``InputError`` on a grid mismatch or missing data."""
     manifest, rows = results.read_run(run_dir)
     if grid_fingerprint(grid_of(manifest)) != baseline["grid_fingerprint"]:
-        diff = {k: (baseline["grid"].get(k), grid_of(manifest).get(k)) for k in GRID_KEYS
-                if baseline["grid"].get(k) != grid_of(manifest).get(k)}  # fmt: skip
-        raise InputError(f"run and baseline have different configurations: {diff}")
+        diff = [f"{k}: baseline {baseline['grid'].get(k)!r}, run {grid_of(manifest).get(k)!r}" for k in GRID_KEYS
+                if baseline["grid"].get(k) != grid_of(manifest).get(k)]  # fmt: skip
+        raise InputError(f"run and baseline have different configurations ({'; '.join(diff)})")
     findings = []
     for cell in baseline["cells"]:
         match = rows[(rows[list(CELL)] == pd.Series({k: cell[k] for k in CELL})).all(axis=1)]
