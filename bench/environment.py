@@ -89,13 +89,23 @@ def emulated_dtype_warning(dtype: str, who: str) -> str | None:
 
 
 def gpu_names() -> list[str]:
-    try:
-        import torch
-    except ImportError:
+    """GPU models: from torch when a backend has loaded it, else from the NVIDIA driver's files
+    (importing torch only to name the GPUs would cost seconds on runs that load no model)."""
+    import sys
+
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if torch.cuda.is_available():
+            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         return []
-    if not torch.cuda.is_available():
-        return []
-    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    names = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        try:
+            names += [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+                      if line.startswith("Model:")]  # fmt: skip
+        except OSError:
+            continue
+    return names
 
 
 def machine() -> dict[str, object]:

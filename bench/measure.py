@@ -58,10 +58,16 @@ def rss_anon_bytes() -> int | None:
     return kib * 1024 if kib is not None else None
 
 
+def _loaded_torch():
+    """torch if a backend has imported it (no CUDA memory to measure otherwise), else None."""
+    import sys
+
+    return sys.modules.get("torch")
+
+
 def cuda_peak_reset() -> None:
-    try:
-        import torch
-    except ImportError:
+    torch = _loaded_torch()
+    if torch is None:
         return
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -69,11 +75,8 @@ def cuda_peak_reset() -> None:
 
 
 def cuda_peak_bytes() -> int | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
+    torch = _loaded_torch()
+    if torch is None or not torch.cuda.is_available():
         return None
     torch.cuda.synchronize()
     return int(torch.cuda.max_memory_allocated())

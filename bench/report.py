@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import precisions, results, stats
+from bench import plots, precisions, results, stats
 from bench.aggregate import task_aggregates
 from bench.cache import atomic_write_bytes
 from bench.cells import GROUP_KEYS, cell_label, is_lexical
@@ -388,10 +388,17 @@ def render(run_dir: Path) -> str:
     text = (f"# Run {manifest['run_id']}\n\n{summary}\n## Exact search\n\n{search_table(rows)}\n"
             f"\n## All cells\n\n{full_table(rows)}\n")  # fmt: skip
     atomic_write_bytes(Path(run_dir) / "table.md", text.encode("utf-8"))
-    for key, frame in groups(rows):
-        plot_group(frame, key, Path(run_dir) / "plots")
-    plot_costs(rows, Path(run_dir) / "plots")
-    plot_search_pareto(rows, Path(run_dir) / "plots")
-    plot_pareto(rows, Path(run_dir) / "plots")
-    plot_intervals(rows, Path(run_dir) / "plots")
+    plot_cache = manifest.get("config", {}).get("cache_dir")
+    plots.cached(rows, Path(run_dir) / "plots", Path(plot_cache) / "plots" if plot_cache else None, draw_plots,
+                 (Path(__file__), Path(precisions.__file__)))  # fmt: skip
     return summary
+
+
+def draw_plots(rows: pd.DataFrame, out_dir: Path) -> None:
+    """Every plot of a run, drawn from its rows."""
+    for key, frame in groups(rows):
+        plot_group(frame, key, out_dir)
+    plot_costs(rows, out_dir)
+    plot_search_pareto(rows, out_dir)
+    plot_pareto(rows, out_dir)
+    plot_intervals(rows, out_dir)

@@ -26,3 +26,15 @@ def test_a_consistently_worse_cell_is_significant_and_a_noisy_one_is_not():
     assert worse.significantly_worse() and worse.ci_high < 0 and worse.p_value < 0.01
     noisy = paired_comparison(ref + rng.normal(0, 0.2, 300), ref)
     assert noisy.ci_low < 0 < noisy.ci_high and not noisy.significantly_worse()
+
+
+def test_the_vectorised_intervals_equal_one_metric_at_a_time():
+    from bench.stats import bootstrap_cis
+
+    rng = np.random.default_rng(3)
+    values = rng.random((57, 5))
+    idx = resample_indices(57, 400, 11)
+    lows, highs = bootstrap_cis(values, idx)
+    for j in range(5):
+        low, high = bootstrap_ci(values[:, j], idx)
+        assert lows[j] == pytest.approx(low, abs=1e-12) and highs[j] == pytest.approx(high, abs=1e-12)

@@ -98,6 +98,9 @@ class SentenceTransformerEncoder:
     def __init__(self, model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> None:
         if backend.device == "cuda" and not cuda_available():
             raise Unavailable(f"backend {backend.id}: CUDA is not available on this machine")
+        import torch
+
+        torch.manual_seed(options.seed)
         self.model = load_sentence_transformer(model, backend.device, backend.dtype)
         self.model.eval()
         self.dim, self.prompts = model.dim, dict(model.prompts)
