@@ -62,17 +62,20 @@ def run_local(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) ->
 
 def _local_task(the_plan: Plan, model, backend, task, cache, lazy, run_dir: Path) -> list[dict]:
     encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy)
-    out, costs, cells = [], None, grid(the_plan.config, model, backend)
+    cells = [Cell(model.key, task, backend.id, d, p, m) for d, p, m in grid(the_plan.config, model, backend)]
+    finished = {c: units.read_cell(the_plan, run_dir, c) for c in cells}  # by an interrupted run of this id
+    reused = {c: units.cached_cell(the_plan, c, encoded.info) for c in cells if finished[c] is None}
+    costs = None
+    if any(record is None for record in reused.values()):  # measured once, only if a cell needs it
+        with progress.stage(f"measure what encoding costs for {model.key} on {backend.id}"):
+            costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
+    out = []
     with progress.counting(f"evaluate {model.key} on {task} ({backend.id})", len(cells), "cell") as bar:
-        for dim, precision, m in cells:
-            cell = Cell(model.key, task, backend.id, dim, precision, m)
-            record = units.read_cell(the_plan, run_dir, cell)
+        for cell in cells:
+            record = finished[cell]
             if record is None:
-                record = units.cached_cell(the_plan, cell, encoded.info)
+                record = reused[cell]
                 if record is None:
-                    if costs is None:  # measured once per (model, backend, task), only if a cell needs it
-                        with progress.stage(f"measure what encoding costs for {model.key} on {backend.id}"):
-                            costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
                     record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
                     units.keep_cell(the_plan, cell, record)
                 units.write_cell(the_plan, run_dir, cell, record)
