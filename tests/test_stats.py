@@ -26,3 +26,25 @@ def test_a_consistently_worse_cell_is_significant_and_a_noisy_one_is_not():
     assert worse.significantly_worse() and worse.ci_high < 0 and worse.p_value < 0.01
     noisy = paired_comparison(ref + rng.normal(0, 0.2, 300), ref)
     assert noisy.ci_low < 0 < noisy.ci_high and not noisy.significantly_worse()
+
+
+def test_holm_adjusts_a_family_step_down():
+    from bench.stats import holm
+
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> kept monotone at 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []
+
+
+def test_p_values_resolve_a_family_of_sixty_clearly_worse_cells():
+    """With 1,000 sign flips the smallest p is 1/1001, and Holm over 60 cells needs p < 0.05/60:
+    nothing could ever be marked. The p-values use ``PERMUTATIONS`` flips instead."""
+    from bench.stats import PERMUTATIONS, holm
+
+    rng = np.random.default_rng(3)
+    ref = rng.random(300)
+    p_values = [paired_comparison(ref - 0.05 - 0.01 * rng.random(300), ref, seed=i).p_value for i in range(60)]
+    assert PERMUTATIONS >= 9_999 and max(p_values) == pytest.approx(1 / (PERMUTATIONS + 1))
+    assert all(p < 0.05 for p in holm(p_values))
+    with pytest.raises(ValueError):
+        paired_comparison(np.array([np.nan]), np.array([0.5]))
