@@ -114,6 +114,11 @@ def dimension_axis(ax, dims) -> None:
 
 
 def plot_score_vs_dim(frame: pd.DataFrame, key: dict, out_dir: Path) -> Path:
+    """``score_vs_dim_figure`` of a group, saved."""
+    return save_figure(score_vs_dim_figure(frame, key), out_dir / f"{group_stem(key)}__score_vs_dim.png")
+
+
+def score_vs_dim_figure(frame: pd.DataFrame, key: dict):
     """The main score against dimension, a line per precision variant; lines that coincide stay
     visible (cycled line styles and markers, later ones smaller)."""
     plt = pyplot()
@@ -128,7 +133,7 @@ def plot_score_vs_dim(frame: pd.DataFrame, key: dict, out_dir: Path) -> Path:
     ax.set(xlabel="dimension", ylabel=score_label(frame), title=f"{key['model']} on {key['task']} ({key['backend']})")
     ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
-    return save_figure(fig, out_dir / f"{group_stem(key)}__score_vs_dim.png")
+    return fig
 
 
 def plot_score_vs_bytes(frame: pd.DataFrame, key: dict, out_dir: Path) -> Path:

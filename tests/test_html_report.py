@@ -116,3 +116,20 @@ def test_the_report_fits_a_1400_pixel_window_without_horizontal_scrolling(long_n
     assert 1400 - 20 <= client <= 1400 and scroll <= client, (scroll, client)  # client: less a vertical scrollbar
     narrow, _ = _scroll_width(tmp_path, page, width=700)  # the probe can see an overflow: a narrow window has one
     assert narrow > 700
+
+
+def test_score_vs_dim_ticks_every_swept_dimension_and_keeps_coinciding_lines_apart():
+    import pandas as pd
+
+    from bench.plots import score_vs_dim_figure
+
+    dims = [384, 256, 128, 64]
+    frame = pd.DataFrame([{"model": "m", "task": "t", "backend": "b", "dim": d, "precision": p, "rescore_multiplier": 0,
+                           "main_score": 0.5 + d / 1000, "main_score_name": "ndcg_at_10"}
+                          for d in dims for p in ("float32", "float16", "int8")])  # float16 equals float32
+    fig = score_vs_dim_figure(frame, {"model": "m", "task": "t", "backend": "b"})
+    ax = fig.axes[0]
+    assert sorted(ax.get_xticks()) == sorted(dims) and [t.get_text() for t in ax.get_xticklabels()] == ["64", "128", "256", "384"]
+    assert ax.get_ylabel() == "nDCG@10"
+    styles = [(line.get_linestyle(), line.get_marker(), line.get_markersize()) for line in ax.get_lines()]
+    assert len(styles) == 3 and len(set(styles)) == 3  # each line drawn its own way: none hides another
