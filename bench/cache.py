@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ def text_digest(text: str) -> bytes:
 
 TMP_SUFFIX = ".tmp"
 # The folders bench writes under a cache root (the only places it clears stale temporaries in).
-CACHE_FOLDERS = ("embeddings", "costs", "matrices", "indexes", "onnx")
+CACHE_FOLDERS = ("embeddings", "costs", "matrices", "indexes", "onnx", "cells", "plots", "weights")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -51,6 +52,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except OSError as exc:
         raise StorageError(f"{path.parent}: cannot write ({exc.strerror})") from None
     try:
+        os.fchmod(fd, new_file_mode())  # mkstemp makes 0600; a file bench writes gets the umask's mode
         with os.fdopen(fd, "wb") as handle:
             handle.write(data[: len(data) // 2])
             faults.checkpoint("write")
@@ -64,6 +66,26 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_umask_lock = threading.Lock()
+
+
+def _umask() -> int:
+    with _umask_lock:  # os.umask can only be read by setting it: restore it at once
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The mode the user's umask gives a new file (0o666 minus the umask)."""
+    return 0o666 & ~_umask()
+
+
+def new_dir_mode() -> int:
+    """The mode the user's umask gives a new folder (0o777 minus the umask)."""
+    return 0o777 & ~_umask()
 
 
 def _pid_alive(pid: int) -> bool:

@@ -72,12 +72,23 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("bench")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bench", description="Benchmark text-embedding models: quality "
                      "across MRL dimensions and precisions, from one encode.", epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"bench {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
+                                title="commands")  # fmt: skip
     for add in (_add_run, _add_report, _add_compare, _add_profile, _add_gate, _add_reproduce, _add_export, _add_ls,
                 _add_query):
         add(sub)
@@ -128,10 +139,10 @@ def _add_compare(sub) -> None:
 
 def _add_query(sub) -> None:
     query = sub.add_parser("query", help="questions across every run in a results folder (DuckDB)")
-    query.add_argument("question", choices=("model", "budget", "task"),
+    query.add_argument("question", choices=("model", "budget", "task"), metavar="model|budget|task",
                        help="model NAME: its cells over time; budget BYTES: the best cell storing at most "
                             "BYTES per vector; task NAME: every model on a task")  # fmt: skip
-    query.add_argument("value", help="a model name, a byte budget or a task name")
+    query.add_argument("value", metavar="NAME|BYTES", help="a model name, a byte budget or a task name")
     query.add_argument("--task", help="with budget: only this task")
     query.add_argument("--results-dir", type=Path, default=Path("results"), help="where the run folders are")
     query.set_defaults(func=cmd_query)
@@ -196,7 +207,7 @@ def _add_export(sub) -> None:
 
 def _add_ls(sub) -> None:
     ls = sub.add_parser("ls", help="list known tasks or models, or the runs in a results folder")
-    ls.add_argument("what", choices=["tasks", "models", "runs"])
+    ls.add_argument("what", choices=["tasks", "models", "runs"], metavar="tasks|models|runs", help="what to list")
     ls.add_argument("--tasks-dir", type=Path)
     ls.add_argument("--results-dir", type=Path, default=Path("results"), help="with runs: where the run folders are")
     ls.set_defaults(func=cmd_ls)
@@ -316,10 +327,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             from bench.errors import unknown
 
             raise unknown("metric", metric, ALL_METRICS)
+    tolerances = gate.parse_tolerances(args.tolerance)
+    hard_limits = gate.parse_tolerances(args.hard_limit, "--hard-limit")
     baseline = gate.read_baseline(args.baseline)
     per_query = gate.read_baseline_per_query(args.baseline, baseline)
-    findings = gate.check(args.run_dir, baseline, list(args.metrics or []), gate.parse_tolerances(args.tolerance),
-                          args.outside_ci, gate.parse_tolerances(args.hard_limit, "--hard-limit"), per_query)  # fmt: skip
+    findings = gate.check(args.run_dir, baseline, list(args.metrics or []), tolerances, args.outside_ci, hard_limits,
+                          per_query)  # fmt: skip
     write_json(args.json or args.run_dir / "check.json", gate.findings_json(findings))
     print(gate.markdown(findings, baseline, args.run_dir.name))
     return 1 if any(f.regressed for f in findings) else 0
@@ -334,6 +347,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     outcomes = reproduce(suite, args.output_dir, args.cache_dir, args.tolerance, backend,
                          _at_least_one(args.limit, "--limit"), args.tasks_dir)  # fmt: skip
     print(outcome_table(outcomes))
+    folders = sorted({o.run_dir for o in outcomes if o.run_dir})
+    if folders:
+        print("results: " + ", ".join(folders))
     return 0 if all(o.status == "pass" for o in outcomes) else 1
 
 

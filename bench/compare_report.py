@@ -8,7 +8,7 @@ import pandas as pd
 from bench.compare import Report, TaskTable, key_text, note_text, table_frame, unshared_text
 from bench.html import escape, figure_html, manifest_html, page_html, table_html
 from bench.layout import blank_repeats, metric_label
-from bench.plots import figure_png, models_figure, pareto_figure
+from bench.figures import figure_png, models_figure, pareto_figure
 from bench.report import format_value, markdown_table
 
 

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from bench import lexical, precisions
 from bench.encoders import output_kind, output_width, parse_backend
+from bench.environment import emulated_dtype_warning
 from bench.errors import InputError
 from bench.models import model_registry
 from bench.paths import default_tasks_dir
@@ -141,6 +142,9 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
     for backend in config.backends:
         for precision in config.precisions:
             precisions.check_input(precision, output_kind(backend), backend.id)
+        warning = emulated_dtype_warning(backend.dtype, f"backend {backend.id}") if backend.device == "cpu" else None
+        if warning:
+            log.warning(warning)
     for name in config.models:
         spec = models.get(name)
         for backend in config.backends:

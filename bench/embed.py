@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from bench import store
+from bench.progress import Progress
 from bench.cache import TMP_SUFFIX, EmbeddingCache, text_digest
 from bench.encoders import Encoder, check_vectors, output_width, vector_identity
 from bench.types import BackendSpec, ModelSpec, Role
@@ -30,6 +30,9 @@ class EncodeStats:
     n_texts: int
     n_encoded: int  # texts sent to the backend in this run (0 when all came from the cache)
     seconds: float  # backend wall time: measured now for encoded texts, recorded for cached ones
+
+
+ROLE_PLURAL = {Role.QUERY: "queries", Role.DOCUMENT: "documents"}
 
 
 def namespace_key(model: ModelSpec, backend: BackendSpec, role: Role, cache_root: Path | None = None) -> dict:
@@ -130,7 +133,7 @@ def _encode_missing(todo, role, model, namespace, encoder, chunk_size, sink) -> 
     parallel = encoder.get().parallel_requests
     size = chunk_size or encoder.get().chunk_size
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-    bar = tqdm(total=len(todo), desc=f"encode {role.value}s", unit="text", disable=None)
+    bar = Progress(f"encode {ROLE_PLURAL[role]} with {model.key}", len(todo))
 
     def run(chunk):
         t0 = time.perf_counter()

@@ -49,19 +49,69 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def gpu_names() -> list[str]:
+# CPU features that decide how fast each dtype runs (flag names as Linux reports them).
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
+                "amx_tile", "amx_bf16", "amx_int8", "amx_fp16")  # fmt: skip
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``; empty where it cannot be read)."""
     try:
-        import torch
-    except ImportError:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_capabilities() -> dict[str, bool]:
+    """Which of the features that matter for embedding throughput this CPU has."""
+    flags = cpu_flags()
+    return {name: name in flags for name in CPU_FEATURES}
+
+
+def native_cpu_dtype(dtype: str, flags: set[str] | None = None) -> bool:
+    """Whether this CPU computes ``dtype`` matrix products in hardware. Without AVX512_BF16 or
+    AMX (bfloat16), or AVX512_FP16 or AMX-FP16 (float16), torch emulates them in software,
+    often orders of magnitude slower than float32."""
+    flags = cpu_flags() if flags is None else flags
+    needs = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}.get(dtype)
+    return needs is None or any(flag in flags for flag in needs)
+
+
+def emulated_dtype_warning(dtype: str, who: str) -> str | None:
+    """One line to show before running ``dtype`` on a CPU that only emulates it (None if native)."""
+    if native_cpu_dtype(dtype):
+        return None
+    return (f"{who}: this CPU ({cpu_model()}) has no hardware {dtype} (no AVX512_BF16/AVX512_FP16 or AMX); "
+            f"torch emulates it, usually far slower than float32")
+
+
+def gpu_names() -> list[str]:
+    """GPU models: from torch when a backend has loaded it, else from the NVIDIA driver's files
+    (importing torch only to name the GPUs would cost seconds on runs that load no model)."""
+    import sys
+
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if torch.cuda.is_available():
+            return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         return []
-    if not torch.cuda.is_available():
-        return []
-    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    names = []
+    for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+        try:
+            names += [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+                      if line.startswith("Model:")]  # fmt: skip
+        except OSError:
+            continue
+    return names
 
 
 def machine() -> dict[str, object]:
     return {
         "cpu": cpu_model(),
+        "cpu_capabilities": cpu_capabilities(),
         "cpu_count": os.cpu_count(),
         "gpus": gpu_names(),
         "platform": platform.platform(),

@@ -22,6 +22,11 @@ class InputError(BenchError):
     exit_code = 2
 
 
+class Unavailable(InputError):
+    """Something this machine lacks for the input asked of it: the model hub, a GPU, weights not
+    on disk. No other task or row can do better, so whatever runs many of them stops at the first."""
+
+
 class EncoderError(BenchError):
     """A backend returned something unusable (wrong shape, NaN or Inf)."""
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
-from bench import measure, units
+from bench import measure, progress, units
 from bench.cache import EmbeddingCache
 from bench.embed import LazyEncoder
 from bench.encoders import EncoderFactory, EncoderOptions
@@ -30,8 +28,13 @@ RETRIES = 3
 
 
 def _lazy_encoder(the_plan: Plan, model: ModelSpec, backend: BackendSpec, encoder_factory: EncoderFactory) -> LazyEncoder:
-    options = EncoderOptions(the_plan.config.batch_size, the_plan.config.cache_dir)
-    return LazyEncoder(lambda: encoder_factory(model, backend, options))
+    options = EncoderOptions(the_plan.config.batch_size, the_plan.config.cache_dir, the_plan.config.seed)
+
+    def load():
+        with progress.stage(f"load {model.key} on {backend.id}"):
+            return encoder_factory(model, backend, options)
+
+    return LazyEncoder(load)
 
 
 # --------------------------------------------------------------------------- in process
@@ -59,16 +62,22 @@ def run_local(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) ->
 
 def _local_task(the_plan: Plan, model, backend, task, cache, lazy, run_dir: Path) -> list[dict]:
     encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy)
-    out, costs = [], None
-    for dim, precision, m in tqdm(grid(the_plan.config, model, backend), desc=f"evaluate {model.key} on {task}", disable=None):
-        cell = Cell(model.key, task, backend.id, dim, precision, m)
-        record = units.read_cell(the_plan, run_dir, cell)
-        if record is None:
-            if costs is None:  # measured once per (model, backend, task), only if a cell needs it
-                costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
-            record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
-            units.write_cell(the_plan, run_dir, cell, record)
-        out.append(record)
+    out, costs, cells = [], None, grid(the_plan.config, model, backend)
+    with progress.counting(f"evaluate {model.key} on {task} ({backend.id})", len(cells), "cell") as bar:
+        for dim, precision, m in cells:
+            cell = Cell(model.key, task, backend.id, dim, precision, m)
+            record = units.read_cell(the_plan, run_dir, cell)
+            if record is None:
+                record = units.cached_cell(the_plan, cell, encoded.info)
+                if record is None:
+                    if costs is None:  # measured once per (model, backend, task), only if a cell needs it
+                        with progress.stage(f"measure what encoding costs for {model.key} on {backend.id}"):
+                            costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
+                    record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
+                    units.keep_cell(the_plan, cell, record)
+                units.write_cell(the_plan, run_dir, cell, record)
+            out.append(record)
+            bar.update(1)
     return out
 
 
@@ -91,9 +100,12 @@ def cell_task(the_plan: Plan, cell: Cell, backend: BackendSpec, costs: dict, run
     record = units.read_cell(the_plan, run_dir, cell)
     if record is not None:
         return record
-    model = the_plan.models[cell.model]
-    encoded = units.cached_vectors(the_plan, model, backend, cell.task, EmbeddingCache(the_plan.config.cache_dir))
-    record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
+    record = units.cached_cell(the_plan, cell, {k: v for k, v in costs.items() if k in units.RUN_STATE_KEYS})
+    if record is None:
+        model = the_plan.models[cell.model]
+        encoded = units.cached_vectors(the_plan, model, backend, cell.task, EmbeddingCache(the_plan.config.cache_dir))
+        record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
+        units.keep_cell(the_plan, cell, record)
     units.write_cell(the_plan, run_dir, cell, record)
     return record
 
@@ -102,7 +114,10 @@ def lexical_task(the_plan: Plan, cell: Cell, run_dir: Path) -> dict:
     """A lexical baseline's cell (in process, or as a Dask task): read back or evaluate and write."""
     record = units.read_cell(the_plan, run_dir, cell)
     if record is None:
-        record = units.evaluate_lexical_cell(the_plan, cell)
+        record = units.cached_cell(the_plan, cell, {})
+        if record is None:
+            record = units.evaluate_lexical_cell(the_plan, cell)
+            units.keep_cell(the_plan, cell, record)
         units.write_cell(the_plan, run_dir, cell, record)
     return record
 

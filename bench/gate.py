@@ -211,9 +211,9 @@ def check(run_dir: Path, baseline: dict, metrics: list[str] | None, tolerances: 
 def _same_grid(manifest: dict, baseline: dict) -> None:
     """The run must be of the baseline's grid and score the same task data."""
     if grid_fingerprint(grid_of(manifest)) != baseline["grid_fingerprint"]:
-        diff = {k: (baseline["grid"].get(k), grid_of(manifest).get(k)) for k in GRID_KEYS
-                if baseline["grid"].get(k) != grid_of(manifest).get(k)}  # fmt: skip
-        raise InputError(f"run and baseline have different configurations: {diff}")
+        diff = [f"{k}: baseline {baseline['grid'].get(k)!r}, run {grid_of(manifest).get(k)!r}" for k in GRID_KEYS
+                if baseline["grid"].get(k) != grid_of(manifest).get(k)]  # fmt: skip
+        raise InputError(f"run and baseline have different configurations ({'; '.join(diff)})")
     for task, digest in (baseline.get("task_digests") or {}).items():
         if digest and manifest.get("task_digests", {}).get(task) not in (None, digest):
             raise InputError(f"task {task}: the run scored other data than the baseline (task digest "

@@ -58,10 +58,16 @@ def rss_anon_bytes() -> int | None:
     return kib * 1024 if kib is not None else None
 
 
+def _loaded_torch():
+    """torch if a backend has imported it (no CUDA memory to measure otherwise), else None."""
+    import sys
+
+    return sys.modules.get("torch")
+
+
 def cuda_peak_reset() -> None:
-    try:
-        import torch
-    except ImportError:
+    torch = _loaded_torch()
+    if torch is None:
         return
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -69,11 +75,8 @@ def cuda_peak_reset() -> None:
 
 
 def cuda_peak_bytes() -> int | None:
-    try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
+    torch = _loaded_torch()
+    if torch is None or not torch.cuda.is_available():
         return None
     torch.cuda.synchronize()
     return int(torch.cuda.max_memory_allocated())
@@ -156,20 +159,46 @@ def search_latencies(search: Callable[[np.ndarray], object], queries: np.ndarray
     return out
 
 
-def matmul_peak_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
-    """This machine's measured dense matrix-multiply rate (GFLOP/s) in torch, best of ``repeats``."""
+def matmul_peak_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 5, device: str = "cpu",
+                       budget: float | None = None) -> float:  # fmt: skip
+    """This machine's measured dense matrix-multiply rate (GFLOP/s) in torch, best of ``repeats``.
+
+    With a ``budget`` (seconds), the measurement itself stays within it: a small product first
+    estimates the rate, the matrix size is cut until one product takes at most a tenth of the
+    budget, and repeats stop when the budget is spent (an emulated dtype would otherwise take
+    minutes)."""
     import torch
 
     dt = getattr(torch, dtype)
+    if budget is not None:
+        size = _size_within(dt, size, device, budget / 10)
     a = torch.randn(size, size, dtype=dt, device=device)
     b = torch.randn(size, size, dtype=dt, device=device)
-    best = float("inf")
+    best, started = float("inf"), time.perf_counter()
     for _ in range(repeats + 1):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        torch.matmul(a, b)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, _timed_matmul(torch, a, b, device))
+        if budget is not None and time.perf_counter() - started > budget:
+            break
     return 2.0 * size**3 / best / 1e9
+
+
+def _timed_matmul(torch, a, b, device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    torch.matmul(a, b)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def _size_within(dt, size: int, device: str, seconds: float) -> int:
+    """The largest of size, size/2, size/4, ... (at least 128) whose product fits ``seconds``."""
+    import torch
+
+    probe = 128
+    x = torch.randn(probe, probe, dtype=dt, device=device)
+    rate = 2.0 * probe**3 / max(_timed_matmul(torch, x, x, device), 1e-9)  # FLOP/s at a small size
+    while size > probe and 2.0 * size**3 / rate > seconds:
+        size //= 2
+    return max(size, probe)

@@ -19,7 +19,7 @@ import threading
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from bench.errors import InputError
+from bench.errors import InputError, Unavailable
 from bench.metrics import FAMILIES, K_VALUES, METRICS
 from bench.taskdata import document_text, judged, query_text
 from bench.types import TaskData, TaskSpec
@@ -46,14 +46,31 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def ensure_offline_when_unreachable() -> bool:
-    """Set the offline variables when the hub is unreachable; True when working offline."""
+    """Set the offline variables when the hub is unreachable; True when working offline.
+
+    The hub libraries read these variables when they are imported, so a library imported earlier
+    is also switched over through its own settings."""
     if os.environ.get("HF_HUB_OFFLINE") == "1":
+        _offline_in_loaded_libraries()
         return True
     if hub_reachable():
         return False
     for name in OFFLINE_VARIABLES:
         os.environ[name] = "1"
+    _offline_in_loaded_libraries()
     return True
+
+
+def _offline_in_loaded_libraries() -> None:
+    import sys
+
+    for module, names in (("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
+                          ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")),
+                          ):  # fmt: skip
+        loaded = sys.modules.get(module)
+        for name in names if loaded is not None else ():
+            if hasattr(loaded, name):
+                setattr(loaded, name, True)
 
 
 RETRIEVAL_TYPES = ("Retrieval", "InstructionRetrieval")
@@ -62,6 +79,7 @@ RETRIEVAL_TYPES = ("Retrieval", "InstructionRetrieval")
 def get_mteb_task(name: str, **filters):
     """MTEB's task object (``filters``: ``eval_splits``/``hf_subsets`` for ``mteb.get_task``), after
     checking that bench evaluates it exactly as MTEB does; otherwise one line saying why not."""
+    ensure_offline_when_unreachable()  # before mteb imports the hub libraries
     import mteb
     from mteb.abstasks.aggregated_task import AbsTaskAggregate
     from mteb.abstasks.retrieval import AbsTaskRetrieval
@@ -155,7 +173,7 @@ def load_mteb(spec: TaskSpec) -> TaskData:
         task.convert_v1_dataset_format_to_v2(num_proc=None)  # as mteb's evaluate does
     except Exception as exc:  # noqa: BLE001 - datasets/hub raise many types; one clear line instead
         where = "the Hugging Face hub is unreachable and" if offline else "loading failed:"
-        raise InputError(
+        raise (Unavailable if offline else InputError)(
             f"MTEB task {spec.name} (dataset {task.metadata.dataset.get('path')} at revision "
             f"{task.metadata.dataset.get('revision')}): {where} {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
         ) from None

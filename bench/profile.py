@@ -12,15 +12,15 @@ so; a cell predicted to exceed it from the measured rate is skipped and says so.
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 from typing import Sequence
 
 import numpy as np
 
 from bench import measure
+from bench.environment import emulated_dtype_warning
 from bench.errors import InputError
-from bench.flops import flops_per_token
+from bench.flops import flops_per_token, mean_flops_per_token
 
 log = logging.getLogger(__name__)
 
@@ -107,35 +107,52 @@ def _batches(lengths: list[int], batch_size: int, vocab: int, device: str, seed:
     return out
 
 
+def _timed_batches(run, batches, deadline: float) -> list[tuple[float, int, int]]:
+    """(seconds, tokens, sequences) of each batch run: the first always, the others until
+    ``deadline`` passes."""
+    out = []
+    for ids, mask, tokens in batches:
+        if out and time.perf_counter() > deadline:
+            break
+        t = time.perf_counter()
+        run(ids, mask)
+        out.append((time.perf_counter() - t, tokens, len(ids)))
+    return out
+
+
 def profile_cell(run, cell_lengths: list[int], batch_size: int, vocab: int, device: str, budget: float,
                  repeats: int, seed: int) -> dict:  # fmt: skip
-    """Time the forward pass over the batches; stop early if one pass exceeds the budget."""
+    """Time the forward pass over the batches within ``budget`` seconds in all (the warm-up pass
+    included): a warm-up pass, then up to ``repeats`` timed passes, stopping between batches once
+    the budget is spent. Rates are the timed batches' tokens over their seconds; when the budget
+    ran out in the warm-up, the warm-up's batches are the measurement, and the status says so."""
     batches = _batches(cell_lengths, batch_size, vocab, device, seed)
-    t_start = time.perf_counter()
+    deadline = time.perf_counter() + budget
     measure.reset_peak_rss()
     measure.cuda_peak_reset()
-    for ids, mask, _ in batches:  # warm-up pass: kernels are compiled per shape on first use
-        run(ids, mask)
-        if time.perf_counter() - t_start > budget:
-            break
-    passes, latencies, status = [], [], "ok"
+    warm = _timed_batches(run, batches, deadline)  # kernels are compiled per shape on first use
+    timed, passes, status = [], 0, "ok"
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for ids, mask, _ in batches:
-            t = time.perf_counter()
-            run(ids, mask)
-            latencies.append(time.perf_counter() - t)
-        passes.append(time.perf_counter() - t0)
-        if sum(passes) > budget:
-            status = f"stopped: {sum(passes):.0f}s exceeded the {budget:.0f}s budget after {len(passes)} pass(es)"
+        if time.perf_counter() > deadline:
+            status = f"stopped: the {budget:.0f}s budget ran out after {passes} full pass(es)"
             break
-    seconds = statistics.median(passes)
-    tokens = sum(n for _, _, n in batches)
+        done = _timed_batches(run, batches, deadline)
+        timed += done
+        passes += len(done) == len(batches)
+        if time.perf_counter() > deadline:
+            status = f"stopped: the {budget:.0f}s budget ran out after {passes} full pass(es)"
+            break
+    if not timed:
+        timed, passes = warm, int(len(warm) == len(batches))
+        status = f"stopped: the {budget:.0f}s budget ran out in the warm-up (figures from it)"
+    seconds = sum(t for t, _, _ in timed)
+    tokens, sequences = sum(n for _, n, _ in timed), sum(k for _, _, k in timed)
     return {
-        "tokens_per_second": tokens / seconds, "sequences_per_second": len(cell_lengths) / seconds,
-        "latency_p50_ms": measure.percentile_ms(latencies, 50), "latency_p95_ms": measure.percentile_ms(latencies, 95),
+        "tokens_per_second": tokens / seconds, "sequences_per_second": sequences / seconds,
+        "latency_p50_ms": measure.percentile_ms([t for t, _, _ in timed], 50),
+        "latency_p95_ms": measure.percentile_ms([t for t, _, _ in timed], 95),
         "peak_rss_bytes": measure.peak_rss_bytes(), "peak_cuda_bytes": measure.cuda_peak_bytes(),
-        "passes": len(passes), "status": status, "tokens": tokens, "sequences": len(cell_lengths),
+        "passes": passes, "status": status, "tokens": tokens, "sequences": sequences,
     }  # fmt: skip
 
 
@@ -164,7 +181,10 @@ def run_profile(models, lengths: Sequence[int], dtypes: Sequence[str], batch_siz
     for model in models:
         arch = require_architecture(model)
         for dtype in dtypes:
-            peak = measure.matmul_peak_gflops(dtype, 2048, device=device)
+            warning = emulated_dtype_warning(dtype, f"profile {model.key} {dtype}") if device == "cpu" else None
+            if warning:
+                log.warning(warning)
+            peak = measure.matmul_peak_gflops(dtype, 2048, device=device, budget=budget)
             t0 = time.perf_counter()
             net = BidirectionalMeanPooled(arch, dtype, device)
             load_seconds, rate = time.perf_counter() - t0, None
@@ -182,14 +202,25 @@ def run_profile(models, lengths: Sequence[int], dtypes: Sequence[str], batch_siz
                         rows.append(row)
                         continue
                     row.update(profile_cell(net, cell_lengths, batch, int(arch["vocab_size"]), device, budget, repeats, seed))
-                    flops = sum(n * flops_per_token(arch, n) for n in cell_lengths)
-                    row["gflops_per_second"] = flops / (row["tokens"] / row["tokens_per_second"]) / 1e9
-                    row["flop_utilization"] = row["gflops_per_second"] / peak
+                    row["gflops_per_second"] = row["tokens_per_second"] * mean_flops_per_token(arch, cell_lengths) / 1e9
+                    row.update(utilization(row["gflops_per_second"], peak))
+                    if "peak_note" in row:
+                        row["status"] = f"{row['status']}; {row.pop('peak_note')}"
                     rate = row["gflops_per_second"] * 1e9
                     rows.append(row)
                     log.info("%s %s b=%d %s: %.0f tokens/s", model.key, dtype, batch, label, row["tokens_per_second"])
             del net
     return rows
+
+
+def utilization(achieved: float, peak: float) -> dict:
+    """The achieved share of the measured peak; never above 100%: a peak below the achieved rate
+    means the peak measurement is wrong, and the row says so instead of reporting a share."""
+    if peak > 0 and achieved <= peak:
+        return {"flop_utilization": achieved / peak}
+    return {"flop_utilization": None,
+            "peak_note": f"measured peak {peak:.1f} GFLOP/s is below the achieved {achieved:.1f}: "
+                         "the peak measurement is unreliable, so no utilization is reported"}  # fmt: skip
 
 
 def plot_profile(frame, out_dir) -> list:
@@ -199,7 +230,7 @@ def plot_profile(frame, out_dir) -> list:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.plots import save_figure
+    from bench.figures import save_figure
 
     fixed = frame[frame.length.str.isdigit() & frame.tokens_per_second.notna()].copy()
     fixed["n"] = fixed.length.astype(int)

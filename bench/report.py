@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import results, stats
+from bench import cells, figures, layout, names, plots, precisions, results, stats
 from bench.aggregate import task_aggregates
 from bench.cache import atomic_write_bytes
 from bench.cells import CELL_KEYS, cell_label, is_lexical
 from bench.layout import GROUP, blank_repeats, column_name, groups, score_label, variants
 from bench.modelsize import with_parameters
-from bench.plots import render_plots
 
 ALPHA = stats.ALPHA  # significance level of the ▼/▲ marks (after Holm's adjustment over the table)
 MARK_NOTE = (f"▼/▲ significantly worse/better than it: paired sign-flip permutation test over the queries, "
@@ -235,12 +234,20 @@ def table_markdown(manifest: dict, rows: pd.DataFrame, summary: str) -> str:
     return "\n".join(parts)
 
 
+# The source files of everything that draws a plot: a change to any of them draws the plots anew
+# instead of copying them from the plot cache (``bench.plots``).
+DRAWING_CODE = tuple(Path(m.__file__) for m in (figures, layout, precisions, cells, names))
+
+
 def render(run_dir: Path) -> str:
-    """Write ``table.md`` and ``plots/`` for a finished run; return its overview (quality tables,
-    MTEB aggregates, encoding cost) as markdown."""
+    """Write ``table.md`` and ``plots/`` for a finished run (plots copied from the cache when the
+    same rows were drawn by the same code before); return its overview (quality tables, MTEB
+    aggregates, encoding cost) as markdown."""
     manifest, rows = results.read_run(run_dir)
     rows = with_parameters(rows, manifest)
     summary = summary_markdown(rows, comparison_settings(run_dir, manifest))
     atomic_write_bytes(Path(run_dir) / "table.md", table_markdown(manifest, rows, summary).encode("utf-8"))
-    render_plots(rows, Path(run_dir) / "plots")
+    plot_cache = manifest.get("config", {}).get("cache_dir")
+    plots.cached(rows, Path(run_dir) / "plots", Path(plot_cache) / "plots" if plot_cache else None,
+                 figures.render_plots, DRAWING_CODE)  # fmt: skip
     return "\n".join(overview_sections(rows, summary))

@@ -21,7 +21,7 @@ from pathlib import Path
 from bench import results, runner
 from bench.config import SweepConfig, default_cache_dir, parse_precision
 from bench.encoders import parse_backend
-from bench.errors import BenchError, InputError
+from bench.errors import BenchError, InputError, Unavailable
 from bench.models import model_registry
 from bench.paths import default_tasks_dir
 from bench.tasks import task_registry
@@ -42,6 +42,7 @@ class Outcome:
     tolerance: float
     error: str = ""
     main_score_name: str = ""  # the task's own main score, which both numbers are
+    run_dir: str = ""  # where the run of this row was written
 
     @property
     def delta(self) -> float | None:
@@ -137,10 +138,13 @@ def reproduce(suite: dict, output_dir: Path, cache_dir: Path | None = None, tole
             cache_dir=cache_dir or default_cache_dir(), limit=limit, measure=False, name=f"reproduce-{suite['name']}",
         )  # fmt: skip
         try:
-            _, rows = results.read_run(runner.run(config, tasks_dir))
+            run_dir = runner.run(config, tasks_dir)
+            _, rows = results.read_run(run_dir)
             cell = measured_row(rows, row, model.dim, suite["precision"])
             outcomes.append(Outcome(row["task"], row["split"], row["subset"], row["main_score"], float(cell.main_score),
-                                    tol, main_score_name=str(cell.main_score_name)))  # fmt: skip
+                                    tol, main_score_name=str(cell.main_score_name), run_dir=str(run_dir)))  # fmt: skip
+        except Unavailable:
+            raise  # the hub, a GPU or the weights are missing: every other row would fail the same way
         except BenchError as exc:
             outcomes.append(Outcome(row["task"], row["split"], row["subset"], row["main_score"], None, tol, str(exc)))
     return outcomes
@@ -151,9 +155,12 @@ def outcome_table(outcomes: list[Outcome]) -> str:
              "|---|---|---|---|---:|---:|---:|---|"]  # fmt: skip
     for o in outcomes:
         measured = f"{o.measured:.5f}" if o.measured is not None else "–"
-        delta = f"{o.delta:+.5f}" if o.delta is not None else o.error[:80]
+        delta = f"{o.delta:+.5f}" if o.delta is not None else "–"
         main = o.main_score_name or "–"
         lines.append(f"| {o.task} | {o.split} | {o.subset} | {main} | {o.published:.5f} | {measured} | {delta} | {o.status} |")
     passed = sum(o.status == "pass" for o in outcomes)
     lines.append(f"\n{passed}/{len(outcomes)} within ±{outcomes[0].tolerance if outcomes else 0}")
+    errors = [f"- {o.task} {o.split} {o.subset}: {o.error}" for o in outcomes if o.error]
+    if errors:
+        lines += ["", "errors (each in full):", *errors]
     return "\n".join(lines)

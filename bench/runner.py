@@ -24,14 +24,10 @@ __all__ = ["Plan", "plan", "run"]
 
 
 def _seed(seed: int) -> None:
+    """Seed Python's and NumPy's generators. torch is seeded by the backend that loads it
+    (``EncoderOptions.seed``): importing it here would cost seconds on runs that load no model."""
     random.seed(seed)
     np.random.seed(seed)
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:
-        pass
 
 
 def _note_changed_inputs(the_plan: Plan, run) -> None:

@@ -316,3 +316,16 @@ def write_pplx_like_model(folder: Path, quantization: str = "int8") -> Path:
     quantizer = __getattr__("FlexibleQuantizer")(quantization)
     SentenceTransformer(modules=[transformer, pooling, quantizer], device="cpu").save(str(folder))
     return folder
+
+
+def vectors_for(precision: str, x: np.ndarray) -> np.ndarray:
+    """Raw vectors of the kind ``precision`` takes: floats as they are, int8 codes (as a model or
+    API would return them) for native-int8, +-1 signs for native-binary."""
+    from bench import precisions
+
+    inputs = precisions.get(precision).inputs
+    if "float" in inputs:
+        return x
+    if "int8" in inputs:
+        return np.clip(np.rint(np.asarray(x) * 40.0), -128, 127).astype(np.float32)
+    return np.where(np.asarray(x) >= 0, 1.0, -1.0).astype(np.float32)

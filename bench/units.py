@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +20,9 @@ from bench import calibration, faults, lexical, measure, precisions, results
 from bench.cache import EmbeddingCache
 from bench.costs import encoder_costs
 from bench.embed import EncodeStats, LazyEncoder, embed
-from bench.errors import InputError
+from bench.errors import InputError, StorageError
 from bench.evaluate import SCORING_VERSION, evaluate_index
-from bench.planning import Plan
+from bench.planning import Plan, digest
 from bench.search import Index, build_index
 from bench.types import BackendSpec, Cell, ModelSpec, Role, SweepConfig
 
@@ -48,6 +49,11 @@ def encode_unit(the_plan: Plan, model: ModelSpec, backend: BackendSpec, task: st
     if the_plan.calibration_texts is not None:  # embedded as documents, cached like them
         extra, _ = embed(the_plan.calibration_texts, Role.DOCUMENT, model, backend, cache, lazy)
     return EncodedTask(docs, queries, _encode_columns(doc_stats, query_stats), extra)
+
+
+# Columns that describe this run's encode (not the cell's scores): a cell reused from another
+# run takes this run's values for them.
+RUN_STATE_KEYS = ("n_documents", "n_queries", "encode_seconds_documents", "encode_seconds_queries", "encoded_texts")
 
 
 def _encode_columns(docs: EncodeStats, queries: EncodeStats) -> dict:
@@ -115,6 +121,41 @@ def read_cell(the_plan: Plan, run_dir: Path, cell: Cell) -> dict | None:
     return record
 
 
+def _measure_settings(config: SweepConfig) -> list:
+    return [config.measure, config.measure_documents, config.measure_repeats, config.latency_queries,
+            config.search_latency_queries, config.batch_size, config.seed]  # fmt: skip
+
+
+def cell_cache_path(the_plan: Plan, cell: Cell) -> Path:
+    """Where an evaluated cell is kept across runs: keyed by its identity and the measurement
+    settings, so an identical sweep (another run id) reads it back instead of searching again."""
+    key = digest({"identity": cell_identity(the_plan, cell), "measure": _measure_settings(the_plan.config)})
+    return the_plan.config.cache_dir / "cells" / f"{key}.json"
+
+
+def cached_cell(the_plan: Plan, cell: Cell, run_info: dict) -> dict | None:
+    """A cell evaluated by an earlier run with the same identity, with this run's encode columns
+    (``run_info``) in place of that run's; its measurements keep their ``evaluated_at``."""
+    path = cell_cache_path(the_plan, cell)
+    if not path.is_file():
+        return None
+    try:
+        record = results.read_json(path)
+    except InputError:
+        return None  # an unreadable cache entry is evaluated again (and rewritten)
+    if record.get("identity") != cell_identity(the_plan, cell):
+        return None
+    record = {k: v for k, v in record.items() if k != "identity"}
+    return {**record, "info": {**record["info"], **run_info}}
+
+
+def keep_cell(the_plan: Plan, cell: Cell, record: dict) -> None:
+    try:
+        results.write_json(cell_cache_path(the_plan, cell), {"identity": cell_identity(the_plan, cell), **record})
+    except StorageError:
+        log.warning("could not keep cell %s in the cache; a later identical run evaluates it again", cell.key)
+
+
 def write_cell(the_plan: Plan, run_dir: Path, cell: Cell, record: dict) -> None:
     results.write_json(cell_path(run_dir, cell), {"identity": cell_identity(the_plan, cell), **record})
     faults.checkpoint("cell")
@@ -139,7 +180,7 @@ def evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, encoded: Encoded
         **_task_columns(the_plan, cell.task), **_model_columns(model),
         "bytes_per_vector": index.precision.bytes_per_vector(cell.dim), "index_bytes": index.nbytes,
         **_calibration_columns(config, index), **_search_columns(scores, len(encoded.queries)),
-        "eval_seconds": time.perf_counter() - t0,
+        "eval_seconds": time.perf_counter() - t0, "evaluated_at": datetime.now(timezone.utc).isoformat(),
         **_search_latency(config, index, encoded.queries, len(data.corpus)), **costs,
     }  # fmt: skip
     return _record(cell, info, scores)

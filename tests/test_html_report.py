@@ -121,7 +121,7 @@ def test_the_report_fits_a_1400_pixel_window_without_horizontal_scrolling(long_n
 def test_score_vs_dim_ticks_every_swept_dimension_and_keeps_coinciding_lines_apart():
     import pandas as pd
 
-    from bench.plots import score_vs_dim_figure
+    from bench.figures import score_vs_dim_figure
 
     dims = [384, 256, 128, 64]
     frame = pd.DataFrame([{"model": "m", "task": "t", "backend": "b", "dim": d, "precision": p, "rescore_multiplier": 0,

@@ -8,7 +8,7 @@ from bench import precisions, store
 from bench.cache import EmbeddingCache
 from bench.embed import LazyEncoder, embed
 from bench.search import build_index
-from bench.testing import HashingEncoder
+from bench.testing import HashingEncoder, vectors_for
 from bench.types import BackendSpec, ModelSpec, Role
 
 MODEL = ModelSpec(key="toy", name="test/toy", revision="v1", dim=16, max_length=32)
@@ -34,8 +34,8 @@ def test_a_large_corpus_is_assembled_in_a_memory_mapped_file_and_reused(tmp_path
 def test_disk_indexes_equal_in_memory_ones(tmp_path, monkeypatch, precision):
     monkeypatch.setattr(store, "CHUNK_ROWS", 37)  # many chunks
     rng = np.random.default_rng(0)
-    docs = rng.standard_normal((500, 40)).astype(np.float32)
-    queries = rng.standard_normal((12, 40)).astype(np.float32)
+    docs = vectors_for(precision, rng.standard_normal((500, 40)).astype(np.float32))
+    queries = vectors_for(precision, rng.standard_normal((12, 40)).astype(np.float32))
     source = store.write_matrix(tmp_path / "corpus.npy", docs.shape, np.float32, lambda a, b: docs[a:b])
     disk = build_index(precision, source, 24, folder=tmp_path)
     memory = build_index(precision, docs, 24)

@@ -19,7 +19,7 @@ from bench.metrics import per_query_scores
 from bench.precisions import Scoring
 from bench.search import build_index
 from bench.tasks import load_task, task_registry
-from bench.testing import write_beir_task
+from bench.testing import vectors_for, write_beir_task
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 seeds = st.integers(0, 2**32 - 1)
@@ -94,10 +94,10 @@ def _expected(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarra
 @pytest.mark.parametrize("name", precisions.names())
 def test_every_precision_ranks_as_brute_force_over_its_own_decoded_vectors(name, seed, n, dim, k, m, duplicates, engine):
     rng = np.random.default_rng(seed)
-    docs = (rng.standard_normal((n, 40)) * rng.uniform(0.5, 2, 40)).astype(np.float32)
+    docs = vectors_for(name, (rng.standard_normal((n, 40)) * rng.uniform(0.5, 2, 40)).astype(np.float32))
     if duplicates:  # exact ties: broken by the lower corpus position
         docs = np.concatenate([docs, docs[rng.integers(0, n, size=n // 2 + 1)]])
-    queries = rng.standard_normal((4, 40)).astype(np.float32)
+    queries = vectors_for(name, rng.standard_normal((4, 40)).astype(np.float32))
     k = min(k, len(docs))
     with _small_chunks(engine):  # many corpus chunks, query blocks and build chunks
         index = build_index(name, docs, dim, rescore_multiplier=m)
@@ -154,8 +154,8 @@ def test_every_metric_stays_in_the_unit_interval(run, qrels):
 def test_a_permutation_of_the_corpus_changes_no_metric(seed, precision, dim):
     rng = np.random.default_rng(seed)
     n = 40
-    docs = rng.standard_normal((n, 24)).astype(np.float32)
-    queries = rng.standard_normal((5, 24)).astype(np.float32)
+    docs = vectors_for(precision, rng.standard_normal((n, 24)).astype(np.float32))
+    queries = vectors_for(precision, rng.standard_normal((5, 24)).astype(np.float32))
     ids = [f"d{i}" for i in range(n)]
     qrels = {f"q{j}": {f"d{(7 * j + 3) % n}": 1, f"d{(5 * j + 1) % n}": 2} for j in range(5)}
     qids = list(qrels)

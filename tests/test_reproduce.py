@@ -50,12 +50,21 @@ def test_a_score_outside_the_tolerance_fails_and_a_wider_tolerance_passes(toy_ta
     assert _reproduce(toy_tasks_dir, tmp_path, "--tolerance", "0.02") == 0
 
 
-def test_a_task_that_cannot_run_is_an_error_not_a_crash(toy_tasks_dir, tmp_path, measured, capsys, monkeypatch):
+def test_a_missing_hub_stops_the_suite_at_once_in_one_line(toy_tasks_dir, tmp_path, measured, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    _suite(toy_tasks_dir, round(measured, 5), "test/toy-hashing,v1,ArguAna,test,default,main_score,0.5,0.5,2.0.0,,x\n")
+    rows = "".join(f"test/toy-hashing,v1,{t},test,default,main_score,0.5,0.5,2.0.0,,x\n" for t in ("ArguAna", "SCIDOCS"))
+    _suite(toy_tasks_dir, round(measured, 5), rows)
+    assert _reproduce(toy_tasks_dir, tmp_path) == 2  # not one error row per task: no task could load
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and "MTEB task ArguAna" in captured.err and "hub is unreachable" in captured.err
+
+
+def test_a_task_that_cannot_run_for_its_own_reason_is_an_error_row(toy_tasks_dir, tmp_path, measured, capsys):
+    _suite(toy_tasks_dir, round(measured, 5), "test/toy-hashing,v1,Toy,dev,default,main_score,0.5,0.5,2.0.0,,x\n")
     assert _reproduce(toy_tasks_dir, tmp_path) == 1
     out = capsys.readouterr().out
-    assert "| ArguAna | test | default | – | 0.50000 | – |" in out and "| error |" in out and "| pass |" in out
+    assert "| Toy | dev | default | – | 0.50000 | – | – | error |" in out and "| pass |" in out
+    assert "errors (each in full):" in out and "- Toy dev default: " in out and "results: " in out
 
 
 def test_each_reference_row_is_compared_with_its_own_split_subset_and_main_score(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,7 @@ import pytest
 
 from bench import precisions, search
 from bench import transforms as tf
+from bench.testing import vectors_for
 
 
 def _brute(scores: np.ndarray, k: int) -> np.ndarray:
@@ -67,7 +68,7 @@ def test_rescore_reranks_candidates_by_float_query_against_sign_vectors():
 @pytest.mark.parametrize("precision", precisions.names())
 def test_every_precision_finds_an_exact_duplicate_first(precision):
     rng = np.random.default_rng(4)
-    docs = rng.standard_normal((100, 48)).astype(np.float32)
+    docs = vectors_for(precision, rng.standard_normal((100, 48)).astype(np.float32))
     index = search.build_index(precision, docs, 32)
     hits = index.search(docs[[5, 17, 60]], 5)
     np.testing.assert_array_equal(hits.indices[:, 0], [5, 17, 60])

@@ -106,3 +106,15 @@ def test_a_table_marks_the_adjusted_p_not_the_raw_one():
     ])  # fmt: skip
     _, lines = quality_grid(frame, frame.iloc[:0], Comparison(None))
     assert [s.mark for s in lines[0][1]] == ["", "", " ▼"]
+
+
+def test_the_vectorised_intervals_equal_one_metric_at_a_time():
+    from bench.stats import bootstrap_cis
+
+    rng = np.random.default_rng(3)
+    values = rng.random((57, 5))
+    idx = resample_indices(57, 400, 11)
+    lows, highs = bootstrap_cis(values, idx)
+    for j in range(5):
+        low, high = bootstrap_ci(values[:, j], idx)
+        assert lows[j] == pytest.approx(low, abs=1e-12) and highs[j] == pytest.approx(high, abs=1e-12)

@@ -49,6 +49,7 @@ class EncoderOptions:
 
     batch_size: int = 64
     cache_dir: Path = Path(".cache")  # exported models (ONNX) are cached here too
+    seed: int = 0  # the run's seed, for backends with random state of their own (torch)
 
 
 EncoderFactory = Callable[[ModelSpec, BackendSpec, EncoderOptions], Encoder]

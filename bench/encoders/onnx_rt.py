@@ -9,6 +9,7 @@ sentence-transformers configuration) and run in NumPy.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,9 +22,10 @@ from typing import Sequence
 
 import numpy as np
 
+from bench.cache import new_dir_mode
 from bench.encoders import EncoderOptions, prompted
 from bench.encoders.batching import mean_pool, pad, sorted_batches
-from bench.errors import InputError
+from bench.errors import InputError, Unavailable
 from bench.types import BackendSpec, ModelSpec, Role
 from bench.weights import weights_identity
 
@@ -130,12 +132,25 @@ def _trace(module, example: tuple, target: Path, names: list[str], axes: dict) -
     )  # fmt: skip
 
 
+@contextlib.contextmanager
+def quiet_root_logger(level: int = logging.ERROR):
+    """Raise the root logger's level for a block (libraries that log hints through it)."""
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(max(level, previous))
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
+
+
 def _quantize(folder: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = folder / ".model-int8.tmp.onnx"
     settings = {**QUANTIZATION, "weight_type": getattr(QuantType, QUANTIZATION["weight_type"])}
-    quantize_dynamic(str(folder / "model.onnx"), str(tmp), **settings)
+    with quiet_root_logger():  # ONNX Runtime's hint to pre-process first says nothing to a bench user
+        quantize_dynamic(str(folder / "model.onnx"), str(tmp), **settings)
     os.replace(tmp, folder / "model-int8.onnx")
 
 
@@ -145,6 +160,7 @@ def ensure_export(model: ModelSpec, cache_dir: Path, int8: bool) -> Path:
     if not (folder / "config.json").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
+        tmp.chmod(new_dir_mode())  # mkdtemp makes 0700; the export is a folder like any other
         try:
             _export(model, tmp)
             os.replace(tmp, folder) if not folder.exists() else shutil.rmtree(tmp)
@@ -164,7 +180,7 @@ class OnnxEncoder:
 
         provider = "CUDAExecutionProvider" if backend.device == "cuda" else "CPUExecutionProvider"
         if provider not in ort.get_available_providers():
-            raise InputError(f"backend {backend.id}: onnxruntime has no {provider} here")
+            raise Unavailable(f"backend {backend.id}: onnxruntime has no {provider} here")
         folder = ensure_export(model, options.cache_dir, backend.dtype == "int8")
         self.config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))

@@ -17,9 +17,9 @@ import numpy as np
 
 from bench.encoders import EncoderOptions, cuda_available
 from bench.encoders.batching import sorted_batches
-from bench.errors import InputError
+from bench.errors import InputError, Unavailable
 from bench.types import BackendSpec, ModelSpec, Role
-from bench.weights import check_remote_code, weights_identity, weights_location
+from bench.weights import check_remote_code, local_folder, weights_identity, weights_location
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def load_sentence_transformer(model: ModelSpec, device: str = "cpu", dtype: str 
 
     check_remote_code(model)  # also for specs built in code, not read from models.yaml
     location = weights_location(model)
+    quiet_hub_progress()
     log.info("loading %s from %s on %s/%s", model.name, location, device, dtype)
     try:
         st = SentenceTransformer(
@@ -42,13 +43,26 @@ def load_sentence_transformer(model: ModelSpec, device: str = "cpu", dtype: str 
         )
     except OSError as exc:  # not on disk and no hub, or a broken checkpoint
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"model {model.key}: cannot load weights from {location}: {first}") from None
+        kind = Unavailable if local_folder(model) is None else InputError  # a hub id: the hub is what is missing
+        raise kind(f"model {model.key}: cannot load weights from {location}: {first}") from None
     if model.max_length:  # the registry overrides the checkpoint's own limit
         st.max_seq_length = model.max_length
     while len(st) > 1 and type(st[len(st) - 1]).__name__ in model.strip_modules:
         log.info("%s: dropping %s, the harness quantizes itself", model.key, type(st[len(st) - 1]).__name__)
         del st[len(st) - 1]
     return st
+
+
+def quiet_hub_progress() -> None:
+    """No weight-loading bars in logs (bench prints its own progress lines there)."""
+    from bench.progress import on_terminal
+
+    if not on_terminal():
+        import huggingface_hub.utils
+        import transformers.utils.logging
+
+        huggingface_hub.utils.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
 
 
 def fingerprint(model: ModelSpec, backend: BackendSpec, role: Role, cache_root) -> dict:
@@ -83,7 +97,10 @@ class SentenceTransformerEncoder:
 
     def __init__(self, model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> None:
         if backend.device == "cuda" and not cuda_available():
-            raise InputError(f"backend {backend.id}: CUDA is not available on this machine")
+            raise Unavailable(f"backend {backend.id}: CUDA is not available on this machine")
+        import torch
+
+        torch.manual_seed(options.seed)
         self.model = load_sentence_transformer(model, backend.device, backend.dtype)
         self.model.eval()
         self.dim, self.prompts = model.dim, dict(model.prompts)

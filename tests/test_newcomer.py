@@ -1,0 +1,137 @@
+"""What a newcomer sees: usage errors and their exit codes, file modes, progress in logs."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from bench.cli import main
+
+SUBCOMMAND_USAGE = [
+    ([], "the following arguments are required: COMMAND"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["run", "--foo"], "unrecognized arguments: --foo"),
+    (["run", "--dims", "x"], "argument --dims: expected comma-separated integers"),
+    (["report"], "the following arguments are required: run_dir"),
+    (["report", "a", "b"], "unrecognized arguments: b"),
+    (["baseline", "RUN"], "the following arguments are required: -o/--output"),
+    (["check", "RUN"], "the following arguments are required: --baseline"),
+    (["reproduce"], "the following arguments are required: suite"),
+    (["profile", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    (["export-mteb", "RUN"], "the following arguments are required: out"),
+    (["ls"], "the following arguments are required: tasks|models|runs"),
+    (["ls", "things"], "argument tasks|models|runs: invalid choice: 'things'"),
+    (["compare"], "the following arguments are required: RUN"),
+    (["compare", "a", "b", "--across", "tasks"], "argument --across: invalid choice: 'tasks'"),
+    (["query", "model"], "the following arguments are required: NAME|BYTES"),
+    (["query", "size", "1"], "argument model|budget|task: invalid choice: 'size'"),
+    (["check", "RUN", "--baseline", "b.json", "--hard-limit", "x"], "--hard-limit 'x': expected METRIC=abs:X"),
+]
+
+
+@pytest.mark.parametrize("argv,message", SUBCOMMAND_USAGE)
+def test_every_usage_error_is_one_line_and_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: ") and err.count("\n") == 1 and message in err, err
+    assert "what" not in err.split("(see")[0]  # no internal argument names
+
+
+def test_usage_errors_exit_2_from_the_console_script_too():
+    out = subprocess.run([sys.executable, "-m", "bench.cli", "run", "--foo"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("bench ")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_get_the_mode_the_umask_gives(umask, toy_sweep, toy_tasks_dir, tmp_path, capsys):
+    old = os.umask(umask)
+    try:
+        assert main(["run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir), "--run-id", "m"]) == 0
+        run_dir = tmp_path / "results" / "m"
+        assert main(["report", str(run_dir), "--html"]) == 0
+        assert main(["baseline", str(run_dir), "-o", str(tmp_path / "base.json")]) == 0
+        assert main(["export-mteb", str(run_dir), str(tmp_path / "mteb")]) in (0, 2)  # toy task: no revision
+    finally:
+        os.umask(old)
+    written = [p for p in (tmp_path / "results").rglob("*") if p.is_file()]
+    written += [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] + [tmp_path / "base.json"]
+    names = {p.name for p in written}
+    assert {"rows.csv", "rows.parquet", "manifest.json", "report.html", "table.md", "base.json"} <= names
+    assert any(p.suffix == ".png" for p in written) and any(p.suffix == ".npz" for p in written)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in written}
+    assert set(modes.values()) == {0o666 & ~umask}, {k: oct(v) for k, v in modes.items()}
+
+
+def test_without_a_terminal_progress_is_plain_lines(toy_sweep, toy_tasks_dir, tmp_path):
+    env = {**os.environ, "BENCH_PROGRESS_SECONDS": "0"}
+    cmd = [sys.executable, "-m", "bench.cli", "run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir), "--batch-size", "2"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert "\r" not in out.stderr and "\x1b" not in out.stderr  # no bars, no terminal escapes
+    assert any(line.startswith("bench: encode documents with toy: 2/6 texts (33%), ") and "texts/s" in line
+               for line in lines), lines  # fmt: skip
+    assert any(line.startswith("bench: encode queries with toy: 3/3 texts in ") for line in lines), lines
+    assert any(line.startswith("bench: evaluate toy on Toy (hashing-cpu-float32): 18/18 cells in ") for line in lines)
+    assert any(line.startswith("bench: measure what encoding costs for toy on hashing-cpu-float32: done in ")
+               for line in lines)  # fmt: skip
+
+
+def test_a_quick_run_without_a_terminal_prints_no_progress(toy_sweep, toy_tasks_dir):
+    out = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0 and not [line for line in out.stderr.splitlines() if line.startswith("bench: ")]
+
+
+# --------------------------------------------------------------------------- hardware honesty
+
+
+def test_an_emulated_dtype_is_warned_about_in_one_line_before_it_runs(toy_sweep, toy_tasks_dir, monkeypatch, caplog):
+    from bench import environment, runner
+    from bench.config import load_config, with_overrides
+    from bench.encoders import parse_backend
+
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2", "fma"})  # an AVX2-only CPU
+    config = with_overrides(load_config(toy_sweep), backends=(parse_backend("torch-cpu-bfloat16"),), dims=(32,))
+    with pytest.raises(Exception):  # the toy model has no weights: the warning must come before that
+        runner.run(config, toy_tasks_dir)
+    warnings = [r.getMessage() for r in caplog.records if "no hardware bfloat16" in r.getMessage()]
+    assert len(warnings) == 1 and "backend torch-cpu-bfloat16" in warnings[0] and "\n" not in warnings[0]
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert environment.emulated_dtype_warning("bfloat16", "x") is None
+    assert environment.emulated_dtype_warning("float32", "x") is None
+
+
+def test_the_manifest_records_the_cpus_capabilities(toy_sweep, toy_tasks_dir, tmp_path, capsys):
+    import json
+
+    assert main(["run", str(toy_sweep), "--tasks-dir", str(toy_tasks_dir), "--run-id", "hw"]) == 0
+    machine = json.loads((tmp_path / "results" / "hw" / "manifest.json").read_text())["machine"]
+    assert set(machine["cpu_capabilities"]) >= {"avx2", "avx512f", "avx512_bf16", "amx_bf16"} and machine["cpu"]
+
+
+def test_utilization_is_never_reported_above_100_percent():
+    from bench.profile import utilization
+
+    assert utilization(50.0, 100.0) == {"flop_utilization": 0.5}
+    wrong = utilization(2000.0, 0.24)  # an emulated peak far below the achieved rate
+    assert wrong["flop_utilization"] is None and "peak measurement is unreliable" in wrong["peak_note"]
+
+
+def test_the_peak_measurement_keeps_to_its_budget():
+    import time
+
+    from bench.measure import matmul_peak_gflops
+
+    t0 = time.perf_counter()
+    assert matmul_peak_gflops("float32", 4096, repeats=50, budget=0.5) > 0
+    assert time.perf_counter() - t0 < 3.0  # 50 products of 4096^3 would take minutes here
