@@ -51,13 +51,13 @@ def save_figure(fig, path: Path) -> Path:
 
 def pareto_front(points: pd.DataFrame, cost: str, score: str) -> pd.DataFrame:
     """Points no other point beats on both axes (lower cost and higher score)."""
-    ordered = points.sort_values([cost, score], ascending=[True, False])
+    ordered = points.sort_values([cost, score], ascending=[True, False], kind="stable")
     best, keep = float("-inf"), []
-    for idx, row in ordered.iterrows():
-        if row[score] > best:
-            keep.append(idx)
-            best = row[score]
-    return ordered.loc[keep]
+    for position, value in enumerate(ordered[score].to_numpy(dtype=float)):
+        if value > best:  # by position: a frame concatenated from several runs may repeat index labels
+            keep.append(position)
+            best = value
+    return ordered.iloc[keep]
 
 
 # cost column -> (axis label, higher is better, log base)
@@ -86,7 +86,7 @@ def pareto_panel(ax, frame: pd.DataFrame, cost: str, metric: str = "main_score",
     """``metric`` against a cost column, one colour per precision variant (lexical baselines as black
     stars), the Pareto frontier drawn and its points labelled; with ``label_dims`` every other
     point is labelled with its dimension."""
-    frame = frame[frame[cost].notna()]
+    frame = frame[frame[cost].notna()].reset_index(drop=True)
     label, _, base = PARETO_AXES[cost]
     dense = frame[frame.dim > 0]
     palette = pyplot().get_cmap("tab20").colors  # enough distinct colours for every precision variant
@@ -100,8 +100,16 @@ def pareto_panel(ax, frame: pd.DataFrame, cost: str, metric: str = "main_score",
             ax.annotate(str(r.dim), (r[cost], r[metric]), fontsize=5, color="0.35", xytext=(2, 2),
                         textcoords="offset points")  # fmt: skip
     ax.set(xlabel=label, ylabel=score_label(frame) if metric == "main_score" else metric_label(metric))
-    ax.set_xscale("log", base=base)
+    log_axis(ax, base)
     ax.grid(alpha=0.3)
+
+
+def log_axis(ax, base: int) -> None:
+    """A logarithmic x axis labelled at its major ticks only (minor labels overlap on short ranges)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log", base=base)
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def dimension_axis(ax, dims) -> None:
@@ -208,6 +216,7 @@ def model_points(frame: pd.DataFrame) -> pd.DataFrame:
 def models_figure(frame: pd.DataFrame, task: str):
     """Quality against model size, encode speed and bytes per vector for every model of a task,
     each panel with its Pareto frontier; None when the task has fewer than two models."""
+    frame = frame.reset_index(drop=True)
     points = model_points(frame)
     if len(points) < 2:
         return None
@@ -221,7 +230,7 @@ def models_figure(frame: pd.DataFrame, task: str):
             ax.scatter([p[cost]], [p.main_score], s=60, color=colours[p["name"]], label=p["name"])
         draw_front(ax, known, cost, "main_score", lambda r: r["name"])
         ax.set(xlabel=PARETO_AXES[cost][0], ylabel=f"{score_label(frame)} (float32, full dimension)")
-        ax.set_xscale("log", base=PARETO_AXES[cost][2])
+        log_axis(ax, PARETO_AXES[cost][2])
         ax.grid(alpha=0.3)
     _cells_by_model(axes[0][-1], frame, colours)
     axes[0][0].legend(fontsize=7)
@@ -236,7 +245,7 @@ def _cells_by_model(ax, frame: pd.DataFrame, colours: dict) -> None:
         ax.scatter(cells.bytes_per_vector, cells.main_score, s=16, color=colours.get(name, "grey"), label=name)
     draw_front(ax, dense, "bytes_per_vector", "main_score", lambda r: f"{r.model}: {point_label(r)}")
     ax.set(xlabel=PARETO_AXES["bytes_per_vector"][0], ylabel=f"{score_label(frame)} (every cell)")
-    ax.set_xscale("log", base=2)
+    log_axis(ax, 2)
     ax.grid(alpha=0.3)
 
 

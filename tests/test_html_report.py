@@ -133,3 +133,14 @@ def test_score_vs_dim_ticks_every_swept_dimension_and_keeps_coinciding_lines_apa
     assert ax.get_ylabel() == "nDCG@10"
     styles = [(line.get_linestyle(), line.get_marker(), line.get_markersize()) for line in ax.get_lines()]
     assert len(styles) == 3 and len(set(styles)) == 3  # each line drawn its own way: none hides another
+
+
+def test_the_pareto_front_is_monotone_on_rows_gathered_from_several_runs():
+    import pandas as pd
+
+    from bench.figures import pareto_front
+
+    a = pd.DataFrame({"cost": [2.0, 32.0, 128.0], "score": [0.07, 0.52, 0.50]})
+    b = pd.DataFrame({"cost": [4.0, 64.0, 256.0], "score": [0.10, 0.47, 0.60]})
+    front = pareto_front(pd.concat([a, b]), "cost", "score")  # index labels 0, 1, 2 twice
+    assert list(front.cost) == [2.0, 4.0, 32.0, 256.0] and list(front.score) == [0.07, 0.10, 0.52, 0.60]
