@@ -134,6 +134,7 @@ def _add_compare(sub) -> None:
                      help="runs: each run is a side (default); models: each (model, backend) is a side")
     cmp.add_argument("--json", type=Path, help="also write the comparison as JSON here")
     cmp.add_argument("--html", type=Path, help="also write a self-contained HTML report here")
+    cmp.add_argument("--plots", type=Path, help="with --across models: also write the plots into this folder")
     cmp.set_defaults(func=cmd_compare)
 
 
@@ -363,6 +364,7 @@ def cmd_export_mteb(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench import compare_report
+    from bench.cache import atomic_write_bytes
     from bench.compare import compare, expand_runs
     from bench.results import write_json
 
@@ -371,11 +373,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, compare_report.report_json(report))
         print(f"written: {args.json}")
+    pngs = compare_report.figures(report) if args.html or args.plots else {}
     if args.html:
-        from bench.cache import atomic_write_bytes
-
-        atomic_write_bytes(args.html, compare_report.html(report).encode("utf-8"))
+        atomic_write_bytes(args.html, compare_report.html(report, pngs).encode("utf-8"))
         print(f"written: {args.html}")
+    for name, png in pngs.items() if args.plots else ():
+        atomic_write_bytes(args.plots / f"{name}.png", png)
+        print(f"written: {args.plots / name}.png")
     return 0
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 from bench.compare import Report, TaskTable, key_text, note_text, table_frame, unshared_text
 from bench.html import escape, figure_html, manifest_html, page_html, table_html
 from bench.layout import blank_repeats, metric_label
+from bench.names import file_stem
 from bench.figures import figure_png, models_figure, pareto_figure
 from bench.report import format_value, markdown_table
 
@@ -102,21 +103,28 @@ def _union_rows(report: Report) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _figures(report: Report) -> str:
-    """Models mode: per task, quality against size, speed and bytes, and every cell's Pareto plot."""
+def figures(report: Report) -> dict[str, bytes]:
+    """Across models: per task, quality against size, speed and bytes (with two or more models) and
+    every cell's Pareto plot, as PNG bytes by file stem; across runs: none."""
     if report.across != "models":
-        return ""
-    out = []
+        return {}
+    out = {}
     for task, frame in _union_rows(report).groupby("task", sort=True):
         fig = models_figure(frame, task)
         if fig is not None:
-            out.append(figure_html(f"{task}__models", figure_png(fig)))
-        out.append(figure_html(f"{task}__pareto", figure_png(pareto_figure(frame, task))))
-    return f'<h2>Plots</h2><div id="plots">{"".join(out)}</div>'
+            out[f"{file_stem(task)}__models"] = figure_png(fig)
+        out[f"{file_stem(task)}__pareto"] = figure_png(pareto_figure(frame, task))
+    return out
 
 
-def html(report: Report) -> str:
-    """The comparison as one self-contained page."""
+def _figures(pngs: dict[str, bytes]) -> str:
+    if not pngs:
+        return ""
+    return f'<h2>Plots</h2><div id="plots">{"".join(figure_html(name, png) for name, png in pngs.items())}</div>'
+
+
+def html(report: Report, pngs: dict[str, bytes] | None = None) -> str:
+    """The comparison as one self-contained page (``pngs``: ``figures(report)``, if drawn already)."""
     body = [f"<h2>Sides</h2>{table_html(sides_frame(report), 'sides', left=4)}<p>{escape(note_text(report))}</p>"]
     body += [f"<p>{escape(n)}</p>" for n in report.notes]
     for i, table in enumerate(report.tables):
@@ -127,7 +135,7 @@ def html(report: Report) -> str:
         unshared = unshared_text(table, report.sides)
         if unshared:
             body.append("<p>Cells not in every run:</p><ul>" + "".join(f"<li>{escape(u)}</li>" for u in unshared) + "</ul>")
-    body.append(_figures(report))
+    body.append(_figures(figures(report) if pngs is None else pngs))
     manifests = "".join(f"<h3>{escape(s.label)}</h3>{manifest_html(s.manifest, f'manifest-{i}')}"
                         for i, s in enumerate(report.sides))  # fmt: skip
     body.append(f"<h2>Runs</h2>{manifests}")

@@ -94,7 +94,8 @@ def test_compare_across_models_with_sizes_and_an_html_report(world, tmp_path, ca
     a = _run(world, "a")
     b = _run(world, "b", models=("wide",), dims=(64, 32, 16))
     page = tmp_path / "cmp.html"
-    assert main(["compare", str(a), str(b), "--across", "models", "--html", str(page)]) == 0
+    assert main(["compare", str(a), str(b), "--across", "models", "--html", str(page), "--plots",
+                 str(tmp_path / "plots")]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "toy (hashing-cpu-float32) (base) against wide (hashing-cpu-float32)" in out
     assert "| toy (hashing-cpu-float32) | toy | hashing-cpu-float32 | 1,000 |" in out  # registry parameters
@@ -102,6 +103,7 @@ def test_compare_across_models_with_sizes_and_an_html_report(world, tmp_path, ca
     assert "- 64 · float32: only in wide (hashing-cpu-float32)" in out
     text = page.read_text()
     assert 'alt="Gen__models"' in text and 'alt="Gen__pareto"' in text and '<table id="compare-0">' in text
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["Gen__models.png", "Gen__pareto.png"]
 
 
 def test_runs_from_a_glob_in_start_order_and_usage_errors(world, capsys):
