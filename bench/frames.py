@@ -1,5 +1,6 @@
 """Result tables of a run from its cell records: tidy rows, per-query scores and intervals, with
-the statistics (bootstrap intervals, paired comparisons with the reference) merged into the rows."""
+the statistics (bootstrap intervals, paired comparisons with the reference, Holm-adjusted over
+each table) and each model's parameter count merged into the rows."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pandas as pd
 from bench import results, stats
 from bench.cells import CELL_KEYS, reference_scores, torch_reference_scores
 from bench.metrics import QUALITY_METRICS
+from bench.modelsize import with_parameters
 from bench.types import SweepConfig
 
 
@@ -23,7 +25,9 @@ def rows_frame(records: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     frame["retention"] = frame.main_score / reference_scores(frame)
     frame["retention_vs_torch_float32"] = frame.main_score / torch_reference_scores(frame)
-    front = [*CELL_KEYS, "bytes_per_vector", "main_score", "retention", "retention_vs_torch_float32", *QUALITY_METRICS]
+    frame = with_parameters(frame)
+    front = [*CELL_KEYS, "bytes_per_vector", "main_score", "retention", "retention_vs_torch_float32",
+             "parameters", "parameters_source", *QUALITY_METRICS]  # fmt: skip
     return frame[front + [c for c in frame.columns if c not in front]]
 
 

@@ -300,6 +300,15 @@ class BaselineCell(Schema):
     metrics: Annotated[dict[str, BaselineMetric], Field(min_length=1)]
 
 
+class BaselinePerQueryRef(Schema):
+    """Where a baseline's per-query main scores are: a Parquet file beside the JSON, by its digest."""
+
+    file: Name  # a plain file name in the baseline's folder
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    metric: Literal["main_score"] = "main_score"
+    rows: Annotated[int, Field(ge=1)]
+
+
 class BaselineSchema(BaseModel):
     """A regression baseline (``bench baseline``); unknown extra keys are kept for newer writers."""
 
@@ -311,6 +320,37 @@ class BaselineSchema(BaseModel):
     grid: dict[str, Any]
     grid_fingerprint: Text
     cells: Annotated[list[BaselineCell], Field(min_length=1)]
+    task_digests: dict[str, Text] | None = None  # baselines from before per-query scores have none
+    per_query: BaselinePerQueryRef | None = None
+
+
+# The per-query file of a baseline: one row per (cell, query), the main score of that query.
+BASELINE_PER_QUERY_COLUMNS = {"model": "text", "task": "text", "backend": "text", "dim": "integer",
+                              "precision": "text", "rescore_multiplier": "integer", "query_id": "text",
+                              "score": "number"}  # fmt: skip
+
+
+def validated_per_query(frame: Any, source: str) -> Any:
+    """A baseline's per-query frame checked against ``BASELINE_PER_QUERY_COLUMNS``: every column
+    present with its type, scores finite and within [0, 1], each (cell, query) once."""
+    from pandas.api import types
+
+    checks = {"text": lambda c: types.is_string_dtype(c) and c.map(lambda v: isinstance(v, str)).all(),
+              "integer": types.is_integer_dtype, "number": types.is_float_dtype}  # fmt: skip
+    for column, kind in BASELINE_PER_QUERY_COLUMNS.items():
+        if column not in frame.columns:
+            raise InputError(f"{source}: missing column {column!r}")
+        if not checks[kind](frame[column]):
+            raise InputError(f"{source}: column {column!r} must hold {kind} values, got {frame[column].dtype}")
+    scores = frame["score"].to_numpy()
+    bad = ~((scores >= 0) & (scores <= 1))  # NaN fails both comparisons
+    if bad.any():
+        raise InputError(f"{source}: score of query {frame['query_id'][bad].iloc[0]!r} is {float(scores[bad][0])!r}, "
+                         "not a finite number in [0, 1]")  # fmt: skip
+    duplicated = frame.duplicated(list(BASELINE_PER_QUERY_COLUMNS)[:-1])
+    if duplicated.any():
+        raise InputError(f"{source}: query {frame['query_id'][duplicated].iloc[0]!r} appears twice for one cell")
+    return frame
 
 
 class ManifestSchema(BaseModel):

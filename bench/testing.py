@@ -79,6 +79,25 @@ def write_beir_task(
     return path
 
 
+def synthetic_task(n_queries: int = 40, n_docs: int = 80, seed: int = 0) -> tuple[dict, dict, dict]:
+    """(corpus, queries, qrels) of a generated retrieval task: documents of random words from a
+    small vocabulary, each query a few words of its one or two relevant documents plus noise, so
+    a weightless encoder (``hashing``) gets varied per-query scores (for tests that need more
+    queries than a hand-written task has, e.g. paired tests)."""
+    import random
+
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(300)]
+    corpus = {f"d{i:03d}": (f"t{i}", " ".join(rng.choices(vocab, k=12))) for i in range(n_docs)}
+    queries, qrels = {}, {}
+    for q in range(n_queries):
+        relevant = rng.sample(sorted(corpus), rng.choice((1, 2)))
+        words = [w for d in relevant for w in rng.sample(corpus[d][1].split(), 3)] + rng.choices(vocab, k=3)
+        queries[f"q{q:03d}"] = " ".join(words)
+        qrels[f"q{q:03d}"] = {d: 1 for d in relevant}
+    return corpus, queries, qrels
+
+
 def write_models(root: Path, models: Mapping[str, Mapping[str, object]]) -> Path:
     """Write ``root/models.yaml`` from plain mappings."""
     root.mkdir(parents=True, exist_ok=True)

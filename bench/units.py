@@ -194,7 +194,8 @@ def _task_columns(the_plan: Plan, task: str) -> dict:
 
 def _model_columns(model: ModelSpec) -> dict:
     return {"model_name": model.name, "model_revision": model.revision, "max_length": model.max_length or None,
-            "max_length_source": "registry" if model.max_length else "checkpoint"}  # fmt: skip
+            "max_length_source": "registry" if model.max_length else "checkpoint",
+            "registry_parameters": model.n_parameters or None}  # fmt: skip
 
 
 def _calibration_columns(config: SweepConfig, index: Index) -> dict:
