@@ -197,7 +197,7 @@ class TaskSchema(Schema):
     """A task file (``tasks/retrieval/*.yaml``)."""
 
     name: Name
-    type: Literal["retrieval"] = "retrieval"
+    type: Literal["retrieval", "chunked-retrieval"] = "retrieval"  # chunked: documents are lists of chunks
     source: Text
     path: Text = "."
     split: Name | None = None  # None: the source's own (test for BEIR folders; MTEB's metadata)
@@ -210,6 +210,8 @@ class TaskSchema(Schema):
     license: Text = ""
     description: Text = ""
     reference: Text = ""
+    chunk_words: Annotated[int, Field(ge=1, le=100_000)] | None = None  # squad-chunked: the word budget
+    dataset: Annotated[Text, Field(min_length=1, max_length=300)] | None = None  # conteb: the hub dataset id
 
 
 class RoleTexts(Schema):
