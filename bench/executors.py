@@ -58,14 +58,24 @@ def run_local(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) ->
 
 
 def _local_task(the_plan: Plan, model, backend, task, cache, lazy, run_dir: Path) -> list[dict]:
-    encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy)
+    out = []
+    for context in the_plan.config.contexts:
+        out += _local_unit(the_plan, (model, backend, task, context), cache, lazy, run_dir)
+    return out
+
+
+def _local_unit(the_plan: Plan, unit: tuple, cache, lazy, run_dir: Path) -> list[dict]:
+    """One (model, backend, task, context): encode (or read back) once, then every cell of the grid."""
+    model, backend, task, context = unit
+    encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy, context)
     out, costs = [], None
-    for dim, precision, m in tqdm(grid(the_plan.config, model, backend), desc=f"evaluate {model.key} on {task}", disable=None):
-        cell = Cell(model.key, task, backend.id, dim, precision, m)
+    label = f"evaluate {model.key} on {task}" + (f" ({context})" if context != "independent" else "")
+    for dim, precision, m in tqdm(grid(the_plan.config, model, backend), desc=label, disable=None):
+        cell = Cell(model.key, task, backend.id, dim, precision, m, context)
         record = units.read_cell(the_plan, run_dir, cell)
         if record is None:
-            if costs is None:  # measured once per (model, backend, task), only if a cell needs it
-                costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
+            if costs is None:  # measured once per (model, backend, task, context), only if a cell needs it
+                costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend, context)
             record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
             units.write_cell(the_plan, run_dir, cell, record)
         out.append(record)
@@ -75,13 +85,14 @@ def _local_task(the_plan: Plan, model, backend, task, cache, lazy, run_dir: Path
 # --------------------------------------------------------------------------- Dask
 
 
-def encode_task(the_plan: Plan, model_key: str, backend: BackendSpec, task: str, encoder_factory) -> dict:
+def encode_task(the_plan: Plan, model_key: str, backend: BackendSpec, task: str, encoder_factory,
+                context: str = "independent") -> dict:  # fmt: skip
     """Dask task: fill the cache with this unit's vectors and measure its costs; the cost columns."""
     model, cache = the_plan.models[model_key], EmbeddingCache(the_plan.config.cache_dir)
     lazy = _lazy_encoder(the_plan, model, backend, encoder_factory)
     try:
-        encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy)
-        return units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
+        encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy, context)
+        return units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend, context)
     finally:
         lazy.close()
 
@@ -92,7 +103,8 @@ def cell_task(the_plan: Plan, cell: Cell, backend: BackendSpec, costs: dict, run
     if record is not None:
         return record
     model = the_plan.models[cell.model]
-    encoded = units.cached_vectors(the_plan, model, backend, cell.task, EmbeddingCache(the_plan.config.cache_dir))
+    cache = EmbeddingCache(the_plan.config.cache_dir)
+    encoded = units.cached_vectors(the_plan, model, backend, cell.task, cache, cell.context)
     record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
     units.write_cell(the_plan, run_dir, cell, record)
     return record
@@ -125,12 +137,12 @@ def run_on_dask(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) 
             for backend in config.backends:
                 resources = {"GPU": 1} if backend.device == "cuda" else None
                 for task in the_plan.tasks:
-                    costs = client.submit(encode_task, plan_future, model.key, backend, task, encoder_factory,
-                                          resources=resources, retries=RETRIES, pure=False)  # fmt: skip
-                    for dim, precision, m in grid(config, model, backend):
-                        cell = Cell(model.key, task, backend.id, dim, precision, m)
-                        futures.append(client.submit(cell_task, plan_future, cell, backend, costs, run_dir,
-                                                     retries=RETRIES, pure=False))  # fmt: skip
+                    for context in config.contexts:
+                        costs = client.submit(encode_task, plan_future, model.key, backend, task, encoder_factory,
+                                              context, resources=resources, retries=RETRIES, pure=False)  # fmt: skip
+                        futures += [client.submit(cell_task, plan_future, Cell(model.key, task, backend.id, *point,
+                                                  context), backend, costs, run_dir, retries=RETRIES, pure=False)
+                                    for point in grid(config, model, backend)]  # fmt: skip
         for task in the_plan.tasks:
             for name in config.lexical:
                 futures.append(client.submit(lexical_task, plan_future, units.lexical_cell(name, task), run_dir,

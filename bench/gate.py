@@ -20,17 +20,22 @@ import pandas as pd
 
 from bench import results
 from bench.cells import CELL_KEYS as CELL
-from bench.cells import cell_label
+from bench.cells import DEFAULT_CONTEXT, cell_label
 from bench.errors import InputError, unknown
 from bench.metrics import ALL_METRICS, GATED_QUALITY
 
 GRID_KEYS = ("models", "tasks", "backends", "dims", "precisions", "top_k", "rescore_multipliers", "calibration",
-             "lexical", "limit")
+             "lexical", "limit", "contexts")
 DEFAULT_TOLERANCE = {"quality": ("abs", 0.005), "cost": ("rel", 0.25)}
 
 
 def grid_of(manifest: dict) -> dict:
-    return {k: manifest["config"].get(k) for k in GRID_KEYS}
+    """The grid a run swept; ``contexts`` only where it swept more than the default (older grids
+    have no such key, and keep their fingerprint)."""
+    grid = {k: manifest["config"].get(k) for k in GRID_KEYS}
+    if grid["contexts"] is None:
+        del grid["contexts"]
+    return grid
 
 
 def grid_fingerprint(grid: dict) -> str:
@@ -142,6 +147,8 @@ def read_baseline(path: Path) -> dict:
 
     baseline = results.read_json(path)
     validated(BaselineSchema, baseline, str(path))
+    for cell in baseline["cells"]:  # baselines from before contexts: every cell embedded its texts alone
+        cell.setdefault("context", DEFAULT_CONTEXT)
     return baseline
 
 

@@ -36,6 +36,7 @@ def _read_model(key: str, raw: LineDict) -> ModelSpec:
         license=m.license, trust_remote_code=m.trust_remote_code, role_field=m.role_field,
         role_values=_roles(m.role_values), path=m.path, strip_modules=tuple(m.strip_modules),
         architecture=dict(m.architecture), mrl_dims=tuple(sorted(set(m.mrl_dims))),
+        contextual=m.contextual,
     )  # fmt: skip
     check_remote_code(spec, raw.where("revision"))
     if spec.role_field and any(spec.prompts.values()):

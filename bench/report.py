@@ -10,7 +10,7 @@ import pandas as pd
 from bench import precisions, results, stats
 from bench.aggregate import task_aggregates
 from bench.cache import atomic_write_bytes
-from bench.cells import GROUP_KEYS, cell_label, is_lexical
+from bench.cells import DEFAULT_CONTEXT, GROUP_KEYS, cell_label, is_lexical
 from bench.names import file_stem
 
 GROUP = list(GROUP_KEYS)
@@ -20,8 +20,15 @@ ALPHA = 0.05  # significance level of the ▼/▲ marks
 
 def group_stem(key: dict) -> str:
     """The file-name stem of a group's plots: names joined as they are when plain, otherwise made
-    safe with a digest (``bench.names.file_stem``), so no name can place a plot outside ``plots/``."""
-    return file_stem(*(key[k] for k in GROUP))
+    safe with a digest (``bench.names.file_stem``), so no name can place a plot outside ``plots/``.
+    Groups of the default context keep the names they had before contexts existed."""
+    return file_stem(*(key[k] for k in GROUP if k != "context" or key[k] != DEFAULT_CONTEXT))
+
+
+def group_title(key: dict) -> str:
+    """``model on task (backend[, context])`` for plot titles."""
+    context = f", context {key['context']}" if key.get("context", DEFAULT_CONTEXT) != DEFAULT_CONTEXT else ""
+    return f"{key['model']} on {key['task']} ({key['backend']}{context})"
 
 
 def groups(rows: pd.DataFrame):
@@ -109,8 +116,9 @@ def summary_markdown(rows: pd.DataFrame, cmp: Comparison = Comparison(None)) -> 
     parts, lexical = [], rows[is_lexical(rows)]
     for key, frame in groups(rows):
         metric = frame.main_score_name.iloc[0]
+        context = f" · context {key['context']}" if key["context"] != DEFAULT_CONTEXT else ""
         parts.append(
-            f"### {key['model']} · {key['task']} · {key['backend']}\n\n"
+            f"### {key['model']} · {key['task']} · {key['backend']}{context}\n\n"
             f"{metric} (retention vs float32 at full dimension; ▼/▲ significantly worse/better than it, "
             f"paired permutation test p < {ALPHA}; ×m: rescoring candidates = top_k × m)\n\n"
             f"{pivot_table(frame, lexical[lexical.task == key['task']], cmp)}\n"
@@ -213,7 +221,7 @@ def plot_group(frame: pd.DataFrame, key: dict, out_dir: Path) -> list[Path]:
     """The main score against dimension (a line per precision variant) and against bytes per vector."""
     plt = _pyplot()
     stem = group_stem(key)
-    title = f"{key['model']} on {key['task']} ({key['backend']})"
+    title = group_title(key)
     paths = []
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     palette = plt.get_cmap("tab20").colors
@@ -235,6 +243,7 @@ def plot_group(frame: pd.DataFrame, key: dict, out_dir: Path) -> list[Path]:
 
 
 COST_COLUMNS = [
+    ("encode_seconds_documents", "corpus encode s", "{:.1f}"),
     ("documents_per_second", "docs/s", "{:.1f}"), ("tokens_per_second", "tokens/s", "{:.0f}"),
     ("query_latency_p50_ms", "query p50 ms", "{:.1f}"), ("query_latency_p95_ms", "query p95 ms", "{:.1f}"),
     ("peak_rss_bytes", "peak RSS MiB", "{:.0f}"), ("peak_cuda_bytes", "peak CUDA MiB", "{:.0f}"),
@@ -255,11 +264,11 @@ def cost_table(rows: pd.DataFrame) -> str:
     if not cols:
         return ""
     first = rows[~is_lexical(rows)].groupby(GROUP, sort=True).first().reset_index()
-    lines = ["| model | task | backend | " + " | ".join(c[1] for c in cols) + " |",
-             "|---|---|---|" + "---:|" * len(cols)]  # fmt: skip
+    lines = ["| model | task | backend | context | " + " | ".join(c[1] for c in cols) + " |",
+             "|---|---|---|---|" + "---:|" * len(cols)]  # fmt: skip
     for _, r in first.iterrows():
         vals = [format_value(r[c], t, c) for c, _, t in cols]
-        lines.append(f"| {r.model} | {r.task} | {r.backend} | " + " | ".join(vals) + " |")
+        lines.append(f"| {r.model} | {r.task} | {r.backend} | {r.context} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 
 
@@ -307,7 +316,7 @@ def plot_search_pareto(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
     for key, frame in groups(rows):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         pareto_panel(ax, frame, "search_queries_per_second")
-        ax.set_title(f"{key['model']} on {key['task']} ({key['backend']})")
+        ax.set_title(group_title(key))
         ax.legend(fontsize=6, ncol=2)
         paths.append(save_figure(fig, out_dir / f"{group_stem(key)}__score_vs_search_qps.png"))
     return paths
@@ -346,7 +355,7 @@ def plot_intervals(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
             ax.errorbar(x, sub.main_score, yerr=err, fmt="o", capsize=3, label=name, ms=4)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(dims))], [str(d) for d in dims])
         ax.set(xlabel="dimension", ylabel=f"{frame.main_score_name.iloc[0]} (95% CI)",
-               title=f"{key['model']} on {key['task']} ({key['backend']})")  # fmt: skip
+               title=group_title(key))  # fmt: skip
         ax.legend(fontsize=7, ncol=3)
         ax.grid(axis="y", alpha=0.3)
         paths.append(save_figure(fig, out_dir / f"{group_stem(key)}__ci.png"))
@@ -382,6 +391,9 @@ def render(run_dir: Path) -> str:
     if aggregates:
         heading = "MTEB aggregates (unweighted mean of the main score over splits and subsets)"
         summary += f"\n### {heading}\n\n{aggregates}\n"
+    contexts = context_markdown(rows)
+    if contexts:
+        summary += f"\n{contexts}"
     costs = cost_table(rows)
     if costs:
         summary += f"\n### Encoding cost\n\n{costs}\n"
@@ -394,4 +406,94 @@ def render(run_dir: Path) -> str:
     plot_search_pareto(rows, Path(run_dir) / "plots")
     plot_pareto(rows, Path(run_dir) / "plots")
     plot_intervals(rows, Path(run_dir) / "plots")
+    plot_contexts(rows, Path(run_dir) / "plots")
     return summary
+
+
+# --------------------------------------------------------------------------- contexts
+
+
+def context_pairs(rows: pd.DataFrame):
+    """Per (model, task, backend) and context other than independent: (key, that context's cells,
+    the independent cells) wherever the run holds both."""
+    dense = rows[~is_lexical(rows)]
+    keys = ["model", "task", "backend"]
+    for key, frame in dense.groupby(keys, sort=True):
+        alone = frame[frame.context == DEFAULT_CONTEXT]
+        for context, cells in frame[frame.context != DEFAULT_CONTEXT].groupby("context", sort=True):
+            if not alone.empty and "vs_independent_p_value" in cells.columns:
+                yield dict(zip(keys, key), context=context), cells, alone
+
+
+def context_table(cells: pd.DataFrame, alone: pd.DataFrame) -> str:
+    """Markdown: precisions down, dimensions across, ``independent → context (difference)`` and a
+    mark where the paired permutation test over queries finds the difference significant."""
+    dims = sorted(cells.dim.unique(), reverse=True)
+    out = ["| precision | " + " | ".join(str(d) for d in dims) + " |", "|---|" + "---:|" * len(dims)]
+    base = {(r.precision, int(r.rescore_multiplier), int(r.dim)): r.main_score for _, r in alone.iterrows()}
+    for label, variant in variants(cells):
+        by_dim = {int(r.dim): r for _, r in variant.iterrows()}
+        shown = []
+        for d in dims:
+            r = by_dim.get(int(d))
+            ref = base.get((r.precision, int(r.rescore_multiplier), int(d))) if r is not None else None
+            if r is None or ref is None or pd.isna(r.get("vs_independent_difference")):
+                shown.append("")
+                continue
+            mark = _mark(r.vs_independent_difference, r.vs_independent_p_value)
+            shown.append(f"{ref:.4f} → {r.main_score:.4f} ({r.vs_independent_difference:+.4f}){mark}")
+        out.append(f"| {label} | " + " | ".join(shown) + " |")
+    return "\n".join(out)
+
+
+def context_markdown(rows: pd.DataFrame) -> str:
+    """Every context against independent, per (model, task, backend), with the encode cost of each."""
+    parts = []
+    for key, cells, alone in context_pairs(rows):
+        metric = cells.main_score_name.iloc[0]
+        costs = [f"{c}: corpus encoded in {format_value(f.encode_seconds_documents.iloc[0], '{:.1f}', '')} s"
+                 for c, f in ((DEFAULT_CONTEXT, alone), (key["context"], cells)) if "encode_seconds_documents" in f]
+        parts.append(
+            f"### {key['model']} · {key['task']} · {key['backend']}: {key['context']} against independent\n\n"
+            f"{metric}, independent → {key['context']} (paired difference per query; ▲/▼ {key['context']} "
+            f"significantly better/worse, paired permutation test p < {ALPHA}). Encode cost: {'; '.join(costs)}.\n\n"
+            f"{context_table(cells, alone)}\n"
+        )
+    return "\n".join(parts)
+
+
+def plot_contexts(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Per (model, task, backend) and context: the float32 main score against dimension for both
+    contexts (95% intervals), and the paired difference of every precision variant (filled markers:
+    significant at p < 0.05)."""
+    plt, paths = _pyplot(), []
+    for key, cells, alone in context_pairs(rows):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+        for name, frame in ((DEFAULT_CONTEXT, alone), (key["context"], cells)):
+            sub = frame[(frame.precision == "float32") & (frame.rescore_multiplier == 0)].sort_values("dim")
+            err = None
+            if "main_score_ci_low" in sub.columns:
+                err = [sub.main_score - sub.main_score_ci_low, sub.main_score_ci_high - sub.main_score]
+            left.errorbar(sub.dim, sub.main_score, yerr=err, marker="o", capsize=3, label=f"{name} (float32)")
+        left.set(xlabel="dimension", ylabel=f"{cells.main_score_name.iloc[0]} (95% CI)", title="float32")
+        left.set_xscale("log", base=2)
+        left.legend(fontsize=7)
+        left.grid(alpha=0.3)
+        palette = plt.get_cmap("tab20").colors
+        for i, (label, variant) in enumerate(variants(cells)):
+            sub = variant.sort_values("dim")
+            significant = sub.vs_independent_p_value < ALPHA
+            right.plot(sub.dim, sub.vs_independent_difference, color=palette[i % len(palette)], lw=1, label=label)
+            right.scatter(sub.dim[significant], sub.vs_independent_difference[significant], color=palette[i % len(palette)], s=22)
+            right.scatter(sub.dim[~significant], sub.vs_independent_difference[~significant], facecolors="none",
+                          edgecolors=palette[i % len(palette)], s=22)  # fmt: skip
+        right.axhline(0, color="black", lw=0.8)
+        right.set(xlabel="dimension", ylabel=f"{key['context']} − independent (paired mean)",
+                  title="every precision (filled: p < 0.05)")  # fmt: skip
+        right.set_xscale("log", base=2)
+        right.legend(fontsize=6, ncol=2)
+        right.grid(alpha=0.3)
+        fig.suptitle(f"{key['model']} on {key['task']} ({key['backend']}): {key['context']} against independent")
+        stem = file_stem(key["model"], key["task"], key["backend"], f"ctx-{key['context']}")
+        paths.append(save_figure(fig, out_dir / f"{stem}__vs_independent.png"))
+    return paths

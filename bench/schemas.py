@@ -97,6 +97,7 @@ class SweepSchema(Schema):
     rescore_multiplier: Annotated[int, Field(ge=1, le=10_000)] | None = None  # the older single value
     calibration: Text | dict[str, Text | int] = "corpus"  # corpus | sample:N | file:PATH (bench.config)
     lexical: list[Text] = []  # lexical baselines (bench.lexical): bm25, bm25-stemmed
+    context: NonEmpty(Text) = ["independent"]  # how chunks are embedded (bench.contexts)
     output_dir: Annotated[Text, Field(min_length=1)] = "results"
     cache_dir: Annotated[Text, Field(min_length=1)] | None = None
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
@@ -238,6 +239,7 @@ class ModelSchema(Schema):
     strip_modules: list[Text] = []
     mrl_dims: list[Annotated[int, Field(ge=1)]] = []
     architecture: dict[str, Any] = {}
+    contextual: bool = False  # the model embeds a document as its list of chunks (context native)
 
 
 def _identifier(value: str) -> str:
@@ -298,6 +300,7 @@ class BaselineCell(Schema):
     dim: Annotated[int, Field(ge=0)]  # 0: a lexical baseline (no dimensions)
     precision: Text
     rescore_multiplier: Annotated[int, Field(ge=0)] = 0  # 0: a cell without a second stage
+    context: Text = "independent"  # how chunks were embedded (bench.contexts); older baselines: independent
     main_score_name: Text | None = None  # baselines from before it was stored have none
     metrics: Annotated[dict[str, BaselineMetric], Field(min_length=1)]
 

@@ -93,6 +93,33 @@ def reference_comparisons(per_query, rows, resamples: int, seed: int):
                                       "vs_reference_ci_high", "vs_reference_p_value", "significantly_worse"])  # fmt: skip
 
 
+CONTEXT_COLUMNS = ("vs_independent_difference", "vs_independent_ci_low", "vs_independent_ci_high",
+                   "vs_independent_p_value")
+
+
+def context_comparisons(per_query, rows, resamples: int, seed: int):
+    """Each cell embedded in a context other than ``independent`` against the same cell (model, task,
+    backend, dimension, precision, multiplier) with its chunks embedded alone: the paired mean
+    difference of the main score per query, its paired-bootstrap interval and permutation p-value.
+    Cells without such a twin in the run get no row here."""
+    import pandas as pd
+
+    from bench.cells import CELL_KEYS
+
+    twin_keys = [k for k in CELL_KEYS if k != "context"]
+    alone = rows[rows.context == "independent"].set_index(twin_keys)
+    out = []
+    for _, row in rows[rows.context != "independent"].iterrows():
+        key = tuple(row[k] for k in twin_keys)
+        if key not in alone.index:
+            continue
+        twin = {**dict(zip(twin_keys, key)), "context": "independent"}
+        cmp = compare_cells(per_query, row, twin, row.main_score_name, resamples, seed)
+        out.append({**{k: row[k] for k in CELL_KEYS},
+                    **dict(zip(CONTEXT_COLUMNS, (cmp.mean_difference, cmp.ci_low, cmp.ci_high, cmp.p_value)))})  # fmt: skip
+    return pd.DataFrame(out, columns=[*CELL_KEYS, *CONTEXT_COLUMNS])
+
+
 def cell_scores(per_query, cell, metric: str):
     """One cell's per-query ``metric``, indexed by query id (``cell``: a row with the cell keys)."""
     from bench.cells import CELL_KEYS

@@ -73,6 +73,9 @@ class ModelSpec:
     license: str = ""
     trust_remote_code: bool = False
     mrl_dims: tuple[int, ...] = ()  # dimensions the model was trained for (Matryoshka); empty: none
+    # The model embeds a document given as its list of chunks, one vector per chunk (context native),
+    # e.g. pplx-embed-context-v1; a single text is then a document of one chunk.
+    contextual: bool = False
 
 
 
