@@ -189,7 +189,8 @@ def embed_in_context(corpus: Mapping[str, str], documents: Mapping[str, tuple[st
     found, cached_seconds = namespace.fill(rows_of, out)
     todo = sorted((d for d, chunks in documents.items() if any(digest_of[c] not in found for c in chunks)),
                   key=lambda d: (-sum(len(corpus[c]) for c in documents[d]), d))  # fmt: skip
-    groups = _document_groups(todo, documents, encoder.get().chunk_size if todo else 1)
+    batches = encoder.get().document_batches([[corpus[c] for c in documents[d]] for d in todo]) if todo else []
+    groups = [[todo[i] for i in batch] for batch in batches]
     sink = (documents, corpus, digest_of, rows_of, out, width)
     seconds = cached_seconds + _encode_documents(groups, context, model, namespace, encoder, sink)
     if final is not None:
@@ -198,18 +199,6 @@ def embed_in_context(corpus: Mapping[str, str], documents: Mapping[str, tuple[st
         out = store.read_matrix(final)
     n_chunks = sum(len(documents[d]) for d in todo)
     return out, EncodeStats(n_texts=len(ids), n_encoded=n_chunks, seconds=seconds)
-
-
-def _document_groups(todo: list[str], documents: Mapping[str, tuple[str, ...]], size: int) -> list[list[str]]:
-    """Consecutive documents, about ``size`` chunks per group (a larger document is a group alone)."""
-    groups, current, count = [], [], 0
-    for doc in todo:
-        if current and count + len(documents[doc]) > size:
-            groups.append(current)
-            current, count = [], 0
-        current.append(doc)
-        count += len(documents[doc])
-    return groups + ([current] if current else [])
 
 
 def _encode_documents(groups, context, model, namespace, encoder, sink) -> float:

@@ -141,7 +141,7 @@ class HttpBackendSchema(Schema):
     kind: Literal["http"]
     name: Name
     url: Annotated[str, AfterValidator(_url)]
-    protocol: Literal["openai", "tei", "perplexity"] = "openai"
+    protocol: Literal["openai", "tei", "perplexity", "perplexity-context"] = "openai"
     model: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
     api_key_env: Annotated[str, AfterValidator(_env_name)] | None = None
     encoding_format: Literal["float", "base64", "base64_int8", "base64_binary", "base64_ubinary"] | None = None
@@ -159,15 +159,31 @@ class HttpBackendSchema(Schema):
     # base64_int8 / base64_binary formats imply int8 / binary.
     output: Literal["float", "int8", "binary"] | None = None
     dtype: Literal["native"] = "native"
+    # perplexity-context (POST /v1/contextualizedembeddings): the API's limits, which every request
+    # is batched within, and how tokens are estimated before sending (UTF-8 bytes per token: 1 is an
+    # upper bound for byte-level tokenizers, so no request exceeds a limit; larger values trade that
+    # guarantee for fewer refused documents).
+    max_documents: Annotated[int, Field(ge=1, le=100_000)] = 512
+    max_chunks: Annotated[int, Field(ge=1, le=10_000_000)] = 16_000
+    max_document_tokens: Annotated[int, Field(ge=1, le=100_000_000)] = 32_000
+    max_request_tokens: Annotated[int, Field(ge=1, le=100_000_000)] = 120_000
+    bytes_per_token: Annotated[float, Field(ge=1, le=16)] = 1.0
 
 
-HTTP_FORMATS = {"openai": ("float", "base64"), "tei": ("float",), "perplexity": ("base64_int8", "base64_binary")}
+HTTP_FORMATS = {"openai": ("float", "base64"), "tei": ("float",), "perplexity": ("base64_int8", "base64_binary"),
+                "perplexity-context": ("base64_int8", "base64_binary")}  # fmt: skip
+CONTEXT_LIMIT_KEYS = ("max_documents", "max_chunks", "max_document_tokens", "max_request_tokens", "bytes_per_token")
 
 
 FORMAT_OUTPUT = {"base64_int8": "int8", "base64_binary": "binary"}
 
 
 def check_http_format(options: HttpBackendSchema) -> None:
+    """The format fits the protocol, the output fits the format, and the API limits are set only
+    for ``perplexity-context``."""
+    limits = [k for k in CONTEXT_LIMIT_KEYS if k in options.model_fields_set]
+    if limits and options.protocol != "perplexity-context":
+        raise ValueError(f"{limits[0]} is a setting of protocol perplexity-context only")
     if options.encoding_format and options.encoding_format not in HTTP_FORMATS[options.protocol]:
         raise ValueError(f"encoding_format {options.encoding_format!r} does not fit protocol {options.protocol} "
                          f"(use {' or '.join(HTTP_FORMATS[options.protocol])})")  # fmt: skip
@@ -177,7 +193,8 @@ def check_http_format(options: HttpBackendSchema) -> None:
 
 
 def http_format(options: HttpBackendSchema) -> str:
-    return options.encoding_format or {"perplexity": "base64_int8"}.get(options.protocol, "float")
+    return options.encoding_format or {"perplexity": "base64_int8", "perplexity-context": "base64_int8"}.get(
+        options.protocol, "float")  # fmt: skip
 
 
 def http_output(options: HttpBackendSchema) -> str:

@@ -51,6 +51,11 @@ class ContextEncoder(Encoder, Protocol):
         """One (chunks, width) float32 array per document, its chunks' vectors in order."""
         ...
 
+    def document_batches(self, documents: Sequence[Sequence[str]]) -> list[list[int]]:
+        """Indexes of the documents of each ``encode_documents`` call (for a server: one request
+        each, within its limits); a document no call can hold is refused in one line."""
+        ...
+
 
 @dataclass(frozen=True)
 class EncoderOptions:
@@ -164,6 +169,7 @@ def prompted(texts: Sequence[str], prompts: dict[str, str], role: Role) -> list[
 HTTP_OPTION_KEYS = (
     "protocol", "url", "model", "api_key_env", "encoding_format", "dimensions", "normalize",
     "batch_size", "concurrency", "timeout", "max_retries", "backoff", "max_backoff",
+    "max_documents", "max_chunks", "max_document_tokens", "max_request_tokens", "bytes_per_token",
 )  # fmt: skip
 
 BACKENDS: Registry[BackendKind] = Registry("backend")

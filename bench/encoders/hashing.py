@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from bench.encoders import EncoderOptions, prompted
+from bench.encoders.batching import by_chunks
 from bench.types import BackendSpec, ModelSpec, Role
 
 _WORD = re.compile(r"\w+")
@@ -64,6 +65,10 @@ class HashingEncoder:
                 out[row, col] += sign
             out[row] += 0.01 * np.sin(np.arange(self.dim) + len(text))
         return out
+
+    def document_batches(self, documents: Sequence[Sequence[str]]) -> list[list[int]]:
+        """About ``chunk_size`` chunks per call, whole documents only."""
+        return by_chunks(documents, self.chunk_size)
 
     def encode_documents(self, documents: Sequence[Sequence[str]], context: str) -> list[np.ndarray]:
         """A weightless stand-in for late chunking (context ``late``): each chunk's vector plus half

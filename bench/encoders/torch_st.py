@@ -29,7 +29,7 @@ import numpy as np
 
 from bench.encoders import EncoderOptions, cuda_available
 from bench.encoders import late as late_chunking
-from bench.encoders.batching import pad, sorted_batches
+from bench.encoders.batching import by_chunks, pad, sorted_batches
 from bench.errors import EncoderError, InputError
 from bench.types import BackendSpec, ModelSpec, Role
 from bench.weights import check_remote_code, weights_identity, weights_location
@@ -145,6 +145,10 @@ class SentenceTransformerEncoder:
             out[batch] = np.asarray(vectors, dtype=np.float32)
         return out
 
+    def document_batches(self, documents: Sequence[Sequence[str]]) -> list[list[int]]:
+        """About ``chunk_size`` chunks per call, whole documents only."""
+        return by_chunks(documents, self.chunk_size)
+
     def encode_documents(self, documents: Sequence[Sequence[str]], context: str) -> list[np.ndarray]:
         """One (chunks, width) array per document: late chunking, or the checkpoint's own (native)."""
         return self._late(documents) if context == "late" else self._native(documents)
@@ -193,12 +197,15 @@ class SentenceTransformerEncoder:
     def _frame(self) -> tuple[list[int], list[int], int]:
         """Tokens before and after the content of every window (specials, document prompt), and the
         content capacity of a window."""
-        tokenizer, marker = self.model.tokenizer, -12345
-        wrapped = tokenizer.build_inputs_with_special_tokens([marker])
-        at = wrapped.index(marker)
+        tokenizer = self.model.tokenizer
+        bare = tokenizer("late chunking", add_special_tokens=False)["input_ids"]
+        wrapped = tokenizer("late chunking", add_special_tokens=True)["input_ids"]
+        at = next((i for i in range(len(wrapped) - len(bare) + 1) if wrapped[i : i + len(bare)] == bare), None)
+        if at is None:
+            raise InputError(f"model {self.key}: cannot tell its special tokens apart from the text")
         prompt = self.prompt(Role.DOCUMENT)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-        head, tail = wrapped[:at] + list(prompt_ids), wrapped[at + 1 :]
+        head, tail = wrapped[:at] + list(prompt_ids), wrapped[at + len(bare) :]
         capacity = self.model.max_seq_length - len(head) - len(tail)
         if capacity < 2:
             raise InputError(f"model {self.key}: its {self.model.max_seq_length}-token limit leaves no room for "
