@@ -9,8 +9,9 @@ The rule (version 1):
    between two sentences belongs to neither.
 2. **Chunks.** Sentences are packed in order, greedily: a chunk takes the next sentence while its
    word count (whitespace-separated words) stays within ``max_words``. A sentence longer than
-   ``max_words`` on its own is cut into pieces of ``max_words`` words (the last one shorter),
-   each its own chunk.
+   ``max_words`` on its own is cut into pieces of ``max_words`` words: each full piece is a chunk
+   of its own, and the rest (fewer words) is packed like a sentence, so the sentences after it may
+   join it.
 3. **Spans.** A chunk is the text from its first sentence's first character to its last
    sentence's last non-space character; the chunks of a text cover all of its non-space
    characters, in order, without overlap.

@@ -386,7 +386,7 @@ def write_tiny_bert(folder: Path, max_seq_length: int = 64, normalize: bool = Fa
     against a direct computation in a test."""
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Normalize
+    from sentence_transformers.sentence_transformer.modules import Normalize
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 

@@ -181,7 +181,7 @@ class SentenceTransformerEncoder:
 
     def _late_chain(self):
         """The transformer module and whether a Normalize follows mean pooling; else one line why not."""
-        from sentence_transformers.models import Normalize, Pooling, Transformer
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
         modules = list(self.model)
         pooling = modules[1] if len(modules) > 1 else None
