@@ -15,6 +15,7 @@ from bench.errors import InputError
 from bench.models import model_registry
 from bench.paths import default_tasks_dir
 from bench.schemas import SweepSchema, validated
+from bench.weights import check_remote_code
 from bench.tasks import task_registry
 from bench.types import CalibrationSpec, SweepConfig
 from bench.yamlio import LineDict, load_yaml, require_mapping
@@ -144,6 +145,8 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
             precisions.check_input(precision, output_kind(backend), backend.id)
     for name in config.models:
         spec = models.get(name)
+        if any(b.kind == "torch" for b in config.backends):  # code from the model repository runs only pinned
+            check_remote_code(spec, f"model {name}")
         for backend in config.backends:
             width = output_width(spec, backend)
             for dim in config.dims:
