@@ -112,7 +112,8 @@ def render_html(run_dir: Path) -> Path:
     for key, frame in report.groups(rows):
         gid = "quality-" + "-".join(str(key[k]) for k in report.GROUP)
         table = _quality(frame, lexical[lexical.task == key["task"]], cmp, gid)
-        quality.append(f"<h3>{_e(key['model'])} · {_e(key['task'])} · {_e(key['backend'])}</h3>"
+        context = f" · context {_e(key['context'])}" if key.get("context", "independent") != "independent" else ""
+        quality.append(f"<h3>{_e(key['model'])} · {_e(key['task'])} · {_e(key['backend'])}{context}</h3>"
                        f"<p>{_e(frame.main_score_name.iloc[0])}, retention against float32 at full dimension, "
                        f"bootstrap 95% interval; <span class=worse>red ▼</span> / <span class=better>green ▲"
                        f"</span>: significantly worse / better than that reference (paired permutation test, "

@@ -178,7 +178,8 @@ def point_label(row: pd.Series, with_model: bool = False) -> str:
     if row.dim == 0:
         return str(row.model)
     text = f"{cell_label(row.precision, row.rescore_multiplier)}@{row.dim}"
-    return f"{row.model}: {text}" if with_model else text
+    context = f" ({row.context})" if row.get("context", DEFAULT_CONTEXT) != DEFAULT_CONTEXT else ""
+    return f"{row.model}{context}: {text}" if with_model else text
 
 
 # cost column -> (axis label, higher is better, log base)
@@ -329,7 +330,7 @@ def plot_pareto(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
     costs = [c for c in PARETO_AXES if c in rows.columns and rows[c].notna().any()]
     for task, frame in rows.groupby("task", sort=True):
         fig, axes = plt.subplots(1, len(costs), figsize=(6.4 * len(costs), 5.0), squeeze=False)
-        several = frame[frame.dim > 0].groupby(["model", "backend"]).ngroups > 1
+        several = frame[frame.dim > 0].groupby(["model", "backend", "context"]).ngroups > 1
         for ax, cost in zip(axes[0], costs):
             pareto_panel(ax, frame, cost, with_model=several)
         axes[0][0].legend(fontsize=6, ncol=2)

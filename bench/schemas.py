@@ -276,6 +276,7 @@ class SuiteSchema(Schema):
     backend: Any = "torch"
     tolerance: Annotated[float, Field(ge=0, le=1)] = 0.005
     tasks: list[Text] = []
+    context: Text = "independent"  # how chunks are embedded (bench.contexts), for chunked tasks such as ConTEB's
 
 
 class ProfileSchema(Schema):
