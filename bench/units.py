@@ -162,8 +162,10 @@ def evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, encoded: Encoded
 
 def _task_columns(the_plan: Plan, task: str) -> dict:
     spec = the_plan.tasks[task]
+    chunked = {"chunker": spec.chunker, "n_chunked_documents": len(the_plan.data[task].documents or {})} \
+        if spec.chunked else {}  # fmt: skip
     return {"task_name": spec.name, "split": spec.split, "subset": spec.subset, "dataset_revision": spec.revision,
-            "main_score_name": spec.main_score, "query_filter": spec.query_filter}  # fmt: skip
+            "main_score_name": spec.main_score, "query_filter": spec.query_filter, **chunked}  # fmt: skip
 
 
 def _model_columns(model: ModelSpec) -> dict:

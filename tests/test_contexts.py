@@ -33,7 +33,7 @@ def tiny(tmp_path_factory):
     return folder, make_encoder(spec, parse_backend("torch"), EncoderOptions(4, root))
 
 
-def _direct(folder: Path, chunks: list[str], window: int | None = None) -> np.ndarray:
+def _direct(folder: Path, chunks: list[str], window: int | None = None, prompt: str = "") -> np.ndarray:
     """Late chunking computed by hand with transformers: [CLS] tokens [SEP] through BertModel, each
     chunk the mean of its own token states; with ``window`` content tokens per pass, the windows
     spelled out for the document of the test (see test_long_documents_run_in_overlapping_windows)."""
@@ -42,6 +42,7 @@ def _direct(folder: Path, chunks: list[str], window: int | None = None) -> np.nd
 
     tok = AutoTokenizer.from_pretrained(folder / "hf")
     model = BertModel.from_pretrained(folder / "hf").eval()
+    head = [tok.cls_token_id, *(tok(prompt, add_special_tokens=False)["input_ids"] if prompt else [])]
     pieces = [tok(c, add_special_tokens=False)["input_ids"] for c in chunks]
     ids = [t for p in pieces for t in p]
     spans = window or len(ids)
@@ -49,8 +50,8 @@ def _direct(folder: Path, chunks: list[str], window: int | None = None) -> np.nd
     states = np.zeros((len(ids), 32), np.float32)
     for start, own, end in passes:
         with torch.no_grad():
-            out = model(torch.tensor([[tok.cls_token_id, *ids[start:end], tok.sep_token_id]])).last_hidden_state[0]
-        states[own:end] = out[1 + own - start : 1 + end - start].numpy()
+            out = model(torch.tensor([[*head, *ids[start:end], tok.sep_token_id]])).last_hidden_state[0]
+        states[own:end] = out[len(head) + own - start : len(head) + end - start].numpy()
     bounds = np.cumsum([0, *map(len, pieces)])
     return np.stack([states[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:])])
 
@@ -84,6 +85,16 @@ def test_long_documents_run_in_overlapping_windows(tmp_path):
     assert 20 < n <= 35  # two windows: [0, 20) and [15, n) owning [20, n)
     got = encoder.encode_documents([CHUNKS], "late")[0]
     np.testing.assert_allclose(got, _direct(folder, CHUNKS, window=20), atol=1e-5)
+
+
+def test_the_document_prompt_leads_every_window_and_is_never_pooled(tiny):
+    folder, _ = tiny
+    spec = ModelSpec(key="tiny-e5", name="test/tiny", revision="v1", dim=32, path=str(folder),
+                     prompts={"query": "query: ", "document": "passage: "})  # as e5 models are declared
+    encoder = make_encoder(spec, parse_backend("torch"), EncoderOptions(4, folder))
+    np.testing.assert_allclose(encoder.encode_documents([CHUNKS], "late")[0], _direct(folder, CHUNKS, prompt="passage: "),
+                               atol=1e-5)  # fmt: skip
+    assert not np.allclose(encoder.encode_documents([CHUNKS], "late")[0], _direct(folder, CHUNKS), atol=1e-4)
 
 
 def test_a_chunk_without_tokens_is_refused_with_one_line(tiny):

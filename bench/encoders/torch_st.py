@@ -171,7 +171,9 @@ class SentenceTransformerEncoder:
         vectors = item["sentence_embedding"]
         if item.get("chunk_mask") is not None:
             vectors = vectors[item["chunk_mask"].bool()]
-        array = vectors.float().cpu().numpy() if hasattr(vectors, "cpu") else np.asarray(vectors, np.float32)
+        import torch
+
+        array = vectors.float().cpu().numpy() if isinstance(vectors, torch.Tensor) else np.asarray(vectors, np.float32)
         if array.ndim != 2 or array.shape[0] != n_chunks:
             raise EncoderError(f"model {self.key}: returned an embedding of shape {tuple(array.shape)} for a document "
                                f"of {n_chunks} chunks; context native needs one vector per chunk")  # fmt: skip
