@@ -110,7 +110,7 @@ def render_html(run_dir: Path) -> Path:
     report.render(run_dir)
     quality, cmp, lexical = [], report.comparison_settings(run_dir, manifest), rows[is_lexical(rows)]
     for key, frame in report.groups(rows):
-        gid = "quality-" + "-".join(str(key[k]) for k in report.GROUP)
+        gid = "quality-" + "-".join(str(key[k]) for k in report.GROUP if k != "context" or key[k] != "independent")
         table = _quality(frame, lexical[lexical.task == key["task"]], cmp, gid)
         context = f" · context {_e(key['context'])}" if key.get("context", "independent") != "independent" else ""
         quality.append(f"<h3>{_e(key['model'])} · {_e(key['task'])} · {_e(key['backend'])}{context}</h3>"
