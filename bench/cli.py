@@ -109,6 +109,8 @@ def _add_run(sub) -> None:
                      help="rescoring candidates = top-k x each, one cell per value (e.g. 1,2,4,10)")
     run.add_argument("--rescore-multiplier", type=_int, help="one multiplier (same as --rescore-multipliers M)")
     run.add_argument("--calibration", help="int8-family ranges fitted on: corpus | sample:N | file:PATH")
+    run.add_argument("--context", type=_str_list,
+                     help="how chunks of chunked tasks are embedded: independent,late,native")
     run.add_argument("--lexical", type=_str_list, help="lexical baselines: bm25,bm25-stemmed (or none)")
     run.add_argument("--limit", type=_int, help="smoke run: only the first N judged queries")
     run.add_argument("--output-dir", type=Path, help="where run folders go (default results/)")
@@ -218,7 +220,7 @@ RUN_FLAGS = {  # sweep key -> the flag of bench run that overrides it
     "models": "--models", "tasks": "--tasks", "backends": "--backends", "dims": "--dims",
     "precisions": "--precisions", "batch_size": "--batch-size", "top_k": "--top-k",
     "rescore_multipliers": "--rescore-multipliers", "rescore_multiplier": "--rescore-multiplier",
-    "calibration": "--calibration", "lexical": "--lexical", "limit": "--limit", "output_dir": "--output-dir",
+    "calibration": "--calibration", "context": "--context", "lexical": "--lexical", "limit": "--limit", "output_dir": "--output-dir",
     "cache_dir": "--cache-dir", "executor": "--executor", "scheduler": "--scheduler",
 }  # fmt: skip
 

@@ -3,7 +3,8 @@
 Per (model, task, backend) group: the main score against dimension, against bytes per vector,
 against exact-search throughput, and with its 95% intervals; per task: every cell's Pareto plot
 and, when several models are in the rows, quality against model size, encode speed and bytes per
-vector; for the run: encode throughput and peak memory by backend.
+vector; for the run: encode throughput and peak memory by backend; per context other than
+independent: its scores and paired differences against independent.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.cache import atomic_write_bytes
-from bench.cells import is_lexical, reference_rows
-from bench.layout import group_stem, groups, metric_label, point_label, score_label, variants
+from bench.cells import DEFAULT_CONTEXT, is_lexical, reference_rows
+from bench.layout import context_pairs, group_stem, group_title, groups, metric_label, point_label, score_label, variants
 from bench.names import file_stem
+from bench.stats import ALPHA
 
 # Line styles and markers cycle independently of colours, so lines that coincide (float16 on
 # float32) stay visible: each later variant is drawn dashed or dotted with a smaller marker.
@@ -138,7 +140,7 @@ def score_vs_dim_figure(frame: pd.DataFrame, key: dict):
                 linestyle=LINE_STYLES[i % len(LINE_STYLES)], marker=MARKERS[i % len(MARKERS)],
                 markersize=max(3.0, 7.0 - 0.4 * i), markerfacecolor="none" if i % 2 else None, lw=1.4)  # fmt: skip
     dimension_axis(ax, frame.dim)
-    ax.set(xlabel="dimension", ylabel=score_label(frame), title=f"{key['model']} on {key['task']} ({key['backend']})")
+    ax.set(xlabel="dimension", ylabel=score_label(frame), title=group_title(key))
     ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
     return fig
@@ -148,7 +150,7 @@ def plot_score_vs_bytes(frame: pd.DataFrame, key: dict, out_dir: Path) -> Path:
     """The main score against bytes per vector, Pareto frontier marked."""
     fig, ax = pyplot().subplots(figsize=(6.4, 4.2))
     pareto_panel(ax, frame, "bytes_per_vector", label_dims=True)
-    ax.set_title(f"{key['model']} on {key['task']} ({key['backend']})")
+    ax.set_title(group_title(key))
     ax.legend(fontsize=6, ncol=2)
     return save_figure(fig, out_dir / f"{group_stem(key)}__score_vs_bytes.png")
 
@@ -158,8 +160,8 @@ def plot_costs(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
     if "documents_per_second" not in rows.columns:
         return []
     plt = pyplot()
-    first = rows[~is_lexical(rows)].groupby(["model", "backend"], sort=True).first().reset_index()
-    labels = [f"{m}\n{b}" for m, b in zip(first.model, first.backend)]
+    first = rows[~is_lexical(rows)].groupby(["model", "backend", "context"], sort=True).first().reset_index()
+    labels = [f"{m}\n{b}" + (f"\n{c}" if c != DEFAULT_CONTEXT else "") for m, b, c in zip(first.model, first.backend, first.context)]
     paths = []
     for column, label, name, scale in [("documents_per_second", "documents / s", "throughput_by_backend", 1),
                                        ("peak_rss_bytes", "peak RSS (MiB)", "peak_memory_by_backend", 2**20)]:
@@ -181,7 +183,7 @@ def plot_search_pareto(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
     for key, frame in groups(rows):
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         pareto_panel(ax, frame, "search_queries_per_second", label_dims=True)
-        ax.set_title(f"{key['model']} on {key['task']} ({key['backend']})")
+        ax.set_title(group_title(key))
         ax.legend(fontsize=6, ncol=2)
         paths.append(save_figure(fig, out_dir / f"{group_stem(key)}__score_vs_search_qps.png"))
     return paths
@@ -192,7 +194,7 @@ def pareto_figure(frame: pd.DataFrame, task: str):
     per vector and against exact-search throughput, each with its Pareto frontier."""
     costs = [c for c in ("bytes_per_vector", "search_queries_per_second") if c in frame.columns and frame[c].notna().any()]
     fig, axes = pyplot().subplots(1, len(costs), figsize=(6.4 * len(costs), 5.0), squeeze=False)
-    several = frame[frame.dim > 0].groupby(["model", "backend"]).ngroups > 1
+    several = frame[frame.dim > 0].groupby(["model", "backend", "context"]).ngroups > 1
     for ax, cost in zip(axes[0], costs):
         pareto_panel(ax, frame, cost, with_model=several)
     axes[0][0].legend(fontsize=6, ncol=2)
@@ -209,8 +211,14 @@ def plot_pareto(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
 def model_points(frame: pd.DataFrame) -> pd.DataFrame:
     """One point per dense (model, backend) of a task: its float32 full-dimension cell, with the
     model's parameter count and encode throughput."""
-    refs = reference_rows(frame[~is_lexical(frame)], ("model", "backend")).reset_index()
-    return refs.assign(name=[f"{m} ({b})" for m, b in zip(refs.model, refs.backend)])
+    refs = reference_rows(frame[~is_lexical(frame)], ("model", "backend", "context")).reset_index()
+    return refs.assign(name=[side_name(r) for _, r in refs.iterrows()])
+
+
+def side_name(row) -> str:
+    """``model (backend)``, with the context where it is not the default."""
+    context = f", {row.context}" if row.get("context", DEFAULT_CONTEXT) != DEFAULT_CONTEXT else ""
+    return f"{row.model} ({row.backend}{context})"
 
 
 def models_figure(frame: pd.DataFrame, task: str):
@@ -240,7 +248,7 @@ def models_figure(frame: pd.DataFrame, task: str):
 
 def _cells_by_model(ax, frame: pd.DataFrame, colours: dict) -> None:
     """Every dense cell of every model against bytes per vector, coloured by model, frontier marked."""
-    dense = frame[~is_lexical(frame)].assign(name=lambda f: [f"{m} ({b})" for m, b in zip(f.model, f.backend)])
+    dense = frame[~is_lexical(frame)].assign(name=lambda f: [side_name(r) for _, r in f.iterrows()])
     for name, cells in dense.groupby("name", sort=True):
         ax.scatter(cells.bytes_per_vector, cells.main_score, s=16, color=colours.get(name, "grey"), label=name)
     draw_front(ax, dense, "bytes_per_vector", "main_score", lambda r: f"{r.model}: {point_label(r)}")
@@ -276,7 +284,7 @@ def plot_intervals(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
             ax.errorbar(x, sub.main_score, yerr=err, fmt=MARKERS[i % len(MARKERS)], capsize=3, label=name, ms=4)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(dims))], [str(d) for d in dims])
         ax.set(xlabel="dimension", ylabel=score_label(frame),
-               title=f"{key['model']} on {key['task']} ({key['backend']}): 95% bootstrap intervals")  # fmt: skip
+               title=f"{group_title(key)}: 95% bootstrap intervals")  # fmt: skip
         ax.legend(fontsize=7, ncol=3)
         ax.grid(axis="y", alpha=0.3)
         paths.append(save_figure(fig, out_dir / f"{group_stem(key)}__ci.png"))
@@ -289,5 +297,45 @@ def render_plots(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
     for key, frame in groups(rows):
         paths += [plot_score_vs_dim(frame, key, out_dir), plot_score_vs_bytes(frame, key, out_dir)]
     paths += plot_costs(rows, out_dir) + plot_search_pareto(rows, out_dir) + plot_pareto(rows, out_dir)
-    return paths + plot_models(rows, out_dir) + plot_intervals(rows, out_dir)
+    return paths + plot_models(rows, out_dir) + plot_intervals(rows, out_dir) + plot_contexts(rows, out_dir)
+
+
+def plot_contexts(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Per (model, task, backend) and context other than independent: the float32 main score
+    against dimension for both contexts (95% intervals), and the paired difference of every
+    precision variant (filled markers: significant after Holm's correction over the table)."""
+    plt, paths = pyplot(), []
+    for key, cells, alone in context_pairs(rows):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+        for i, (name, frame) in enumerate(((DEFAULT_CONTEXT, alone), (key["context"], cells))):
+            sub = frame[(frame.precision == "float32") & (frame.rescore_multiplier == 0)].sort_values("dim")
+            err = None
+            if "main_score_ci_low" in sub.columns:
+                err = [sub.main_score - sub.main_score_ci_low, sub.main_score_ci_high - sub.main_score]
+            left.errorbar(sub.dim, sub.main_score, yerr=err, marker=MARKERS[i], capsize=3, label=f"{name} (float32)")
+        dimension_axis(left, cells.dim)
+        left.set(xlabel="dimension", ylabel=f"{score_label(cells)} (95% CI)", title="float32")
+        left.legend(fontsize=7)
+        left.grid(alpha=0.3)
+        palette = plt.get_cmap("tab20").colors
+        p_column = "vs_independent_p_holm" if "vs_independent_p_holm" in cells.columns else "vs_independent_p_value"
+        for i, (label, variant) in enumerate(variants(cells)):
+            sub = variant.sort_values("dim")
+            colour = palette[i % len(palette)]
+            significant = sub[p_column] < ALPHA
+            right.plot(sub.dim, sub.vs_independent_difference, color=colour, lw=1, label=label,
+                       linestyle=LINE_STYLES[i % len(LINE_STYLES)])  # fmt: skip
+            right.scatter(sub.dim[significant], sub.vs_independent_difference[significant], color=colour, s=22)
+            right.scatter(sub.dim[~significant], sub.vs_independent_difference[~significant], facecolors="none",
+                          edgecolors=colour, s=22)  # fmt: skip
+        right.axhline(0, color="black", lw=0.8)
+        dimension_axis(right, cells.dim)
+        right.set(xlabel="dimension", ylabel=f"{key['context']} − independent (paired mean)",
+                  title=f"every precision (filled: p < {ALPHA} after Holm)")  # fmt: skip
+        right.legend(fontsize=6, ncol=2)
+        right.grid(alpha=0.3)
+        fig.suptitle(f"{key['model']} on {key['task']} ({key['backend']}): {key['context']} against independent")
+        stem = file_stem(key["model"], key["task"], key["backend"], f"ctx-{key['context']}")
+        paths.append(save_figure(fig, out_dir / f"{stem}__vs_independent.png"))
+    return paths
 

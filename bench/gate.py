@@ -29,13 +29,13 @@ import pandas as pd
 from bench import results, stats
 from bench.cache import atomic_write_bytes
 from bench.cells import CELL_KEYS as CELL
-from bench.cells import cell_label
+from bench.cells import DEFAULT_CONTEXT, cell_label
 from bench.errors import InputError, unknown
 from bench.metrics import ALL_METRICS, GATED_QUALITY, MAIN_SCORE
 from bench.names import child
 
 GRID_KEYS = ("models", "tasks", "backends", "dims", "precisions", "top_k", "rescore_multipliers", "calibration",
-             "lexical", "limit")
+             "lexical", "limit", "contexts")
 DEFAULT_TOLERANCE = {"quality": ("abs", 0.005), "cost": ("rel", 0.25)}
 # A drop beyond this fails whatever the test says (a small query set may never reach significance).
 DEFAULT_HARD_LIMIT = {"quality": ("abs", 0.03), "cost": ("rel", 0.25)}
@@ -44,7 +44,12 @@ CONSISTENT = 1e-9  # per-query means must equal the stored mean within this (els
 
 
 def grid_of(manifest: dict) -> dict:
-    return {k: manifest["config"].get(k) for k in GRID_KEYS}
+    """The grid a run swept; ``contexts`` only where it swept more than the default (older grids
+    have no such key, and keep their fingerprint)."""
+    grid = {k: manifest["config"].get(k) for k in GRID_KEYS}
+    if grid["contexts"] is None:
+        del grid["contexts"]
+    return grid
 
 
 def grid_fingerprint(grid: dict) -> str:
@@ -236,6 +241,8 @@ def read_baseline(path: Path) -> dict:
 
     baseline = results.read_json(path)
     validated(BaselineSchema, baseline, str(path))
+    for cell in baseline["cells"]:  # baselines from before contexts: every cell embedded its texts alone
+        cell.setdefault("context", DEFAULT_CONTEXT)
     return baseline
 
 

@@ -126,9 +126,10 @@ def render_html(run_dir: Path) -> Path:
     report.render(run_dir)
     quality, cmp, lexical = [], report.comparison_settings(run_dir, manifest), rows[is_lexical(rows)]
     for key, frame in groups(rows):
-        gid = "quality-" + "-".join(str(key[k]) for k in report.GROUP)
+        gid = "quality-" + "-".join(str(key[k]) for k in report.GROUP if k != "context" or key[k] != "independent")
         table = _quality(frame, lexical[lexical.task == key["task"]], cmp, gid)
-        quality.append(f"<h3>{escape(key['model'])} · {escape(key['task'])} · {escape(key['backend'])}</h3>"
+        context = f" · context {escape(key['context'])}" if key.get("context", "independent") != "independent" else ""
+        quality.append(f"<h3>{escape(key['model'])} · {escape(key['task'])} · {escape(key['backend'])}{context}</h3>"
                        f"<p>{escape(score_label(frame))}, retention against float32 at full dimension, "
                        f"bootstrap 95% interval; <span class=worse>red ▼</span> / <span class=better>green ▲"
                        f"</span>: significantly worse / better than that reference (paired permutation test, "

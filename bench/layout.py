@@ -8,7 +8,7 @@ import re
 import pandas as pd
 
 from bench import precisions
-from bench.cells import GROUP_KEYS, cell_label, is_lexical
+from bench.cells import DEFAULT_CONTEXT, GROUP_KEYS, cell_label, is_lexical
 from bench.names import file_stem
 
 GROUP = list(GROUP_KEYS)
@@ -17,14 +17,40 @@ PRECISION_ORDER = precisions.names()
 
 def group_stem(key: dict) -> str:
     """The file-name stem of a group's plots: names joined as they are when plain, otherwise made
-    safe with a digest (``bench.names.file_stem``), so no name can place a plot outside ``plots/``."""
-    return file_stem(*(key[k] for k in GROUP))
+    safe with a digest (``bench.names.file_stem``), so no name can place a plot outside ``plots/``.
+    Groups of the default context keep the names they had before contexts existed."""
+    return file_stem(*(key[k] for k in GROUP if k != "context" or key[k] != DEFAULT_CONTEXT))
+
+
+def group_title(key: dict) -> str:
+    """``model on task (backend[, context])`` for plot titles."""
+    context = f", context {key['context']}" if key.get("context", DEFAULT_CONTEXT) != DEFAULT_CONTEXT else ""
+    return f"{key['model']} on {key['task']} ({key['backend']}{context})"
+
+
+def shown_group(rows: pd.DataFrame) -> list[str]:
+    """The group columns a table shows: ``context`` only where some row has another than the default."""
+    if "context" in rows.columns and (rows.context.dropna() != DEFAULT_CONTEXT).any():
+        return GROUP
+    return [k for k in GROUP if k != "context"]
 
 
 def groups(rows: pd.DataFrame):
-    """Dense (model, task, backend) groups; lexical baselines are shown inside their task's groups."""
+    """Dense (model, task, backend, context) groups; lexical baselines are shown inside their task's groups."""
     for key, frame in rows[~is_lexical(rows)].groupby(GROUP, sort=True):
         yield dict(zip(GROUP, key)), frame
+
+
+def context_pairs(rows: pd.DataFrame):
+    """Per (model, task, backend) and context other than independent: (key, that context's cells,
+    the independent cells) wherever the run holds both."""
+    dense = rows[~is_lexical(rows)]
+    keys = ["model", "task", "backend"]
+    for key, frame in dense.groupby(keys, sort=True):
+        alone = frame[frame.context == DEFAULT_CONTEXT]
+        for context, cells in frame[frame.context != DEFAULT_CONTEXT].groupby("context", sort=True):
+            if not alone.empty and "vs_independent_p_value" in cells.columns:
+                yield dict(zip(keys, key), context=context), cells, alone
 
 
 def variants(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -40,7 +66,8 @@ def point_label(row: pd.Series, with_model: bool = False) -> str:
     if row.dim == 0:
         return str(row.model)
     text = f"{cell_label(row.precision, row.rescore_multiplier)}@{row.dim}"
-    return f"{row.model}: {text}" if with_model else text
+    context = f" ({row.context})" if row.get("context", DEFAULT_CONTEXT) != DEFAULT_CONTEXT else ""
+    return f"{row.model}{context}: {text}" if with_model else text
 
 
 _FAMILY_NAMES = {"ndcg": "nDCG", "map": "MAP", "recall": "Recall", "precision": "Precision", "mrr": "MRR",
@@ -70,7 +97,7 @@ COLUMN_NAMES = {
     "search_latency_p95_ms": "search p95 (ms)", "documents_per_second": "docs/s", "tokens_per_second": "tokens/s",
     "query_latency_p50_ms": "query p50 (ms)", "query_latency_p95_ms": "query p95 (ms)",
     "peak_rss_bytes": "peak RSS (MiB)", "peak_cuda_bytes": "peak CUDA (MiB)", "load_seconds": "load (s)",
-    "parameters": "parameters",
+    "parameters": "parameters", "context": "context",
 }  # fmt: skip
 
 

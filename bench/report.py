@@ -11,8 +11,8 @@ import pandas as pd
 from bench import cells, figures, layout, names, plots, precisions, results, stats
 from bench.aggregate import task_aggregates
 from bench.cache import atomic_write_bytes
-from bench.cells import CELL_KEYS, cell_label, is_lexical
-from bench.layout import GROUP, blank_repeats, column_name, groups, score_label, variants
+from bench.cells import CELL_KEYS, DEFAULT_CONTEXT, cell_label, is_lexical
+from bench.layout import GROUP, blank_repeats, column_name, context_pairs, groups, score_label, shown_group, variants
 from bench.modelsize import with_parameters
 
 ALPHA = stats.ALPHA  # significance level of the ▼/▲ marks (after Holm's adjustment over the table)
@@ -75,8 +75,8 @@ def quality_grid(frame: pd.DataFrame, lexical: pd.DataFrame, cmp: Comparison) ->
     marks = table_marks(frame, lexical, cmp)
     ref = frame[(frame.precision == "float32") & (frame.rescore_multiplier == 0)].sort_values("dim").iloc[-1]
     lines = []
-    for label, cells in variants(frame):
-        by_dim = {int(r.dim): _shown(r, ref.main_score, marks) for _, r in cells.iterrows()}
+    for label, variant_cells in variants(frame):
+        by_dim = {int(r.dim): _shown(r, ref.main_score, marks) for _, r in variant_cells.iterrows()}
         lines.append((label, [by_dim.get(int(d)) for d in dims]))
     for _, lex in lexical.iterrows():
         shown = _shown(lex, ref.main_score, marks)
@@ -100,8 +100,9 @@ def summary_markdown(rows: pd.DataFrame, cmp: Comparison = Comparison(None)) -> 
     lexical baselines as extra lines."""
     parts, lexical = [], rows[is_lexical(rows)]
     for key, frame in groups(rows):
+        context = f" · context {key['context']}" if key["context"] != DEFAULT_CONTEXT else ""
         parts.append(
-            f"### {key['model']} · {key['task']} · {key['backend']}\n\n"
+            f"### {key['model']} · {key['task']} · {key['backend']}{context}\n\n"
             f"{score_label(frame)} (retention vs float32 at full dimension; {MARK_NOTE}; "
             f"×m: rescoring candidates = top_k × m)\n\n"
             f"{pivot_table(frame, lexical[lexical.task == key['task']], cmp)}\n"
@@ -138,6 +139,7 @@ def format_value(value, template: str, column: str) -> str:
 
 MIB_COLUMNS = ("peak_rss_bytes", "peak_cuda_bytes")  # shown in MiB; their headers name the unit
 COST_COLUMNS = [
+    ("encode_seconds_documents", "corpus encode s", "{:.1f}"),
     ("documents_per_second", "docs/s", "{:.1f}"), ("tokens_per_second", "tokens/s", "{:.0f}"),
     ("query_latency_p50_ms", "query p50 (ms)", "{:.1f}"), ("query_latency_p95_ms", "query p95 (ms)", "{:.1f}"),
     ("peak_rss_bytes", "peak RSS (MiB)", "{:.0f}"), ("peak_cuda_bytes", "peak CUDA (MiB)", "{:.0f}"),
@@ -157,7 +159,8 @@ def cost_frame(rows: pd.DataFrame) -> pd.DataFrame:
     if not cols:
         return pd.DataFrame()
     first = rows[~is_lexical(rows)].groupby(GROUP, sort=True).first().reset_index()
-    out = blank_repeats(first[GROUP], GROUP)
+    keys = shown_group(first)
+    out = blank_repeats(first[keys], keys).rename(columns=column_name)
     for column, name, template in cols:
         out[name] = [format_value(v, template, column) for v in first[column]]
     return out
@@ -166,7 +169,8 @@ def cost_frame(rows: pd.DataFrame) -> pd.DataFrame:
 def cell_frame(rows: pd.DataFrame, columns: list[tuple[str, str]]) -> pd.DataFrame:
     """One line per cell: its keys (repeats blanked) and ``columns`` (column, template) as text."""
     cols = [(c, t) for c, t in columns if c in rows.columns]
-    out = blank_repeats(rows[GROUP], GROUP).rename(columns=column_name)
+    keys = shown_group(rows)
+    out = blank_repeats(rows[keys], keys).rename(columns=column_name)
     out[column_name("dim")] = [str(d) for d in rows.dim]
     out[column_name("precision")] = [cell_label(p, m) for p, m in zip(rows.precision, rows.rescore_multiplier)]
     for column, template in cols:
@@ -187,19 +191,19 @@ def markdown_table(frame: pd.DataFrame, left: int) -> str:
 def cost_table(rows: pd.DataFrame) -> str:
     """Markdown: what encoding costs per (model, task, backend) (lexical baselines encode nothing:
     their index and search costs are in the search table)."""
-    return markdown_table(cost_frame(rows), 3)
+    return markdown_table(cost_frame(rows), len(shown_group(rows)))
 
 
 def search_table(rows: pd.DataFrame) -> str:
     """Markdown: index size and exact-search speed per cell."""
     if "search_queries_per_second" not in rows.columns:
         return ""
-    return markdown_table(cell_frame(rows, [(c, t) for c, t in SEARCH_COLUMNS]), 5)
+    return markdown_table(cell_frame(rows, [(c, t) for c, t in SEARCH_COLUMNS]), len(shown_group(rows)) + 2)
 
 
 def full_table(rows: pd.DataFrame) -> str:
     """Markdown: every cell with its main score, a few common metrics and retention."""
-    return markdown_table(cell_frame(rows, FULL_COLUMNS), 5)
+    return markdown_table(cell_frame(rows, FULL_COLUMNS), len(shown_group(rows)) + 2)
 
 
 def comparison_settings(run_dir: Path, manifest: dict) -> Comparison:
@@ -217,6 +221,9 @@ def overview_sections(rows: pd.DataFrame, summary: str) -> list[str]:
     aggregates = aggregate_table(rows)
     if aggregates:
         parts.append(f"## MTEB aggregates\n\nUnweighted mean of the main score over splits and subsets.\n\n{aggregates}\n")
+    contexts = context_markdown(rows)
+    if contexts:
+        parts.append(f"## Contexts\n\n{contexts}\n")
     costs = cost_table(rows)
     if costs:
         parts.append(f"## Encoding cost\n\n{costs}\n")
@@ -251,3 +258,43 @@ def render(run_dir: Path) -> str:
     plots.cached(rows, Path(run_dir) / "plots", Path(plot_cache) / "plots" if plot_cache else None,
                  figures.render_plots, DRAWING_CODE)  # fmt: skip
     return "\n".join(overview_sections(rows, summary))
+
+
+# --------------------------------------------------------------------------- contexts
+
+
+def context_table(cells: pd.DataFrame, alone: pd.DataFrame) -> str:
+    """Markdown: precisions down, dimensions across, ``independent → context (difference)`` and a
+    mark where the paired permutation test over queries finds the difference significant."""
+    dims = sorted(cells.dim.unique(), reverse=True)
+    out = ["| precision | " + " | ".join(str(d) for d in dims) + " |", "|---|" + "---:|" * len(dims)]
+    base = {(r.precision, int(r.rescore_multiplier), int(r.dim)): r.main_score for _, r in alone.iterrows()}
+    for label, variant in variants(cells):
+        by_dim = {int(r.dim): r for _, r in variant.iterrows()}
+        shown = []
+        for d in dims:
+            r = by_dim.get(int(d))
+            ref = base.get((r.precision, int(r.rescore_multiplier), int(d))) if r is not None else None
+            if r is None or ref is None or pd.isna(r.get("vs_independent_difference")):
+                shown.append("")
+                continue
+            shown_mark = mark(r.vs_independent_difference, r.get("vs_independent_p_holm"))
+            shown.append(f"{ref:.4f} → {r.main_score:.4f} ({r.vs_independent_difference:+.4f}){shown_mark}")
+        out.append(f"| {label} | " + " | ".join(shown) + " |")
+    return "\n".join(out)
+
+
+def context_markdown(rows: pd.DataFrame) -> str:
+    """Every context against independent, per (model, task, backend), with the encode cost of each."""
+    parts = []
+    for key, in_context, alone in context_pairs(rows):
+        costs = [f"{c}: corpus encoded in {format_value(f.encode_seconds_documents.iloc[0], '{:.1f}', '')} s"
+                 for c, f in ((DEFAULT_CONTEXT, alone), (key["context"], in_context)) if "encode_seconds_documents" in f]
+        parts.append(
+            f"### {key['model']} · {key['task']} · {key['backend']}: {key['context']} against independent\n\n"
+            f"{score_label(in_context)}, independent → {key['context']} (paired difference per query; ▲/▼ {key['context']} "
+            f"significantly better/worse: paired sign-flip permutation test over the queries, "
+            f"p < {ALPHA} after Holm's correction across the cells of this table). Encode cost: {'; '.join(costs)}.\n\n"
+            f"{context_table(in_context, alone)}\n"
+        )
+    return "\n".join(parts)

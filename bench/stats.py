@@ -170,6 +170,38 @@ def reference_comparisons(per_query, rows, resamples: int, seed: int):
     return table[columns]
 
 
+CONTEXT_COLUMNS = ("vs_independent_difference", "vs_independent_ci_low", "vs_independent_ci_high",
+                   "vs_independent_p_value", "vs_independent_p_holm")
+
+
+def context_comparisons(per_query, rows, resamples: int, seed: int):
+    """Each cell embedded in a context other than ``independent`` against the same cell (model, task,
+    backend, dimension, precision, multiplier) with its chunks embedded alone: the paired mean
+    difference of the main score per query, its paired-bootstrap interval and permutation p-value,
+    and that p-value Holm-adjusted over the cells of one (model, task, backend, context), the family
+    one table shows. Cells without such a twin in the run get no row here."""
+    import pandas as pd
+
+    from bench.cells import CELL_KEYS
+
+    twin_keys = [k for k in CELL_KEYS if k != "context"]
+    alone = rows[rows.context == "independent"].set_index(twin_keys)
+    out = []
+    for _, row in rows[rows.context != "independent"].iterrows():
+        key = tuple(row[k] for k in twin_keys)
+        if key not in alone.index:
+            continue
+        twin = {**dict(zip(twin_keys, key)), "context": "independent"}
+        cmp = compare_cells(per_query, row, twin, row.main_score_name, resamples, seed)
+        out.append({**{k: row[k] for k in CELL_KEYS},
+                    **dict(zip(CONTEXT_COLUMNS, (cmp.mean_difference, cmp.ci_low, cmp.ci_high, cmp.p_value)))})  # fmt: skip
+    table = pd.DataFrame(out, columns=[*CELL_KEYS, *CONTEXT_COLUMNS[:4]])
+    table["vs_independent_p_holm"] = 1.0
+    for _, family in table.groupby(["model", "task", "backend", "context"], sort=False):
+        table.loc[family.index, "vs_independent_p_holm"] = holm(list(family.vs_independent_p_value))
+    return table
+
+
 def cell_scores(per_query, cell, metric: str):
     """One cell's per-query ``metric``, indexed by query id (``cell``: a row with the cell keys)."""
     from bench.cells import CELL_KEYS
