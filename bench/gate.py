@@ -84,7 +84,7 @@ def main_score_per_query(per_query: pd.DataFrame, rows: pd.DataFrame, where: Pat
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True)
     return out.astype({"dim": "int64", "rescore_multiplier": "int64", "model": str, "task": str, "backend": str,
-                       "precision": str})  # fmt: skip
+                       "precision": str, "context": str})  # fmt: skip
 
 
 def make_baseline(run_dir: Path) -> tuple[dict, pd.DataFrame]:
@@ -266,6 +266,8 @@ def read_baseline_per_query(path: Path, baseline: dict) -> pd.DataFrame | None:
         frame = pd.read_parquet(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged file
         raise InputError(f"{target}: not a readable Parquet file ({type(exc).__name__})") from None
+    if "context" not in frame.columns:  # written before contexts: every cell embedded its texts alone
+        frame["context"] = DEFAULT_CONTEXT
     validated_per_query(frame, str(target))
     _per_query_matches_cells(frame, baseline, target)
     return frame

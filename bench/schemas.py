@@ -349,8 +349,8 @@ class BaselineSchema(BaseModel):
 
 # The per-query file of a baseline: one row per (cell, query), the main score of that query.
 BASELINE_PER_QUERY_COLUMNS = {"model": "text", "task": "text", "backend": "text", "dim": "integer",
-                              "precision": "text", "rescore_multiplier": "integer", "query_id": "text",
-                              "score": "number"}  # fmt: skip
+                              "precision": "text", "rescore_multiplier": "integer", "context": "text",
+                              "query_id": "text", "score": "number"}  # fmt: skip
 
 
 def validated_per_query(frame: Any, source: str) -> Any:

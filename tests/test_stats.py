@@ -95,7 +95,8 @@ def test_a_table_marks_the_adjusted_p_not_the_raw_one():
 
     from bench.report import Comparison, quality_grid
 
-    base = {"model": "m", "task": "t", "backend": "b", "rescore_multiplier": 0, "main_score_name": "ndcg_at_10"}
+    base = {"model": "m", "task": "t", "backend": "b", "rescore_multiplier": 0, "context": "independent",
+            "main_score_name": "ndcg_at_10"}
     frame = pd.DataFrame([
         {**base, "dim": 8, "precision": "float32", "main_score": 0.5, "vs_reference_difference": 0.0,
          "vs_reference_p_value": 1.0, "vs_reference_p_holm": 1.0},
