@@ -11,7 +11,7 @@ import pandas as pd
 
 from bench.errors import InputError
 
-AGGREGATE_KEYS = ("model", "task_name", "backend", "dim", "precision", "rescore_multiplier")
+AGGREGATE_KEYS = ("model", "task_name", "backend", "dim", "precision", "rescore_multiplier", "context")
 
 
 def task_aggregates(rows: pd.DataFrame) -> pd.DataFrame:

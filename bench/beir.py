@@ -20,7 +20,8 @@ from bench.types import TaskData, TaskSpec
 log = logging.getLogger(__name__)
 
 
-def _find(folder: Path, stem: str) -> Path:
+def find_file(folder: Path, stem: str) -> Path:
+    """``folder/stem`` or ``folder/stem.gz``, whichever exists; else one line saying neither does."""
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
@@ -31,7 +32,7 @@ def _open_binary(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (line number, line), decoding each line on its own so errors name the right line.
     A UTF-8 byte-order mark is accepted (and reported)."""
     lineno = 0
@@ -49,9 +50,11 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise InputError(f"{path}: unreadable after line {lineno} ({exc})") from None
 
 
-def _read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
+def read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
+    """Records of a JSON-lines file by ``_id``: each line an object with a unique id and the string
+    ``fields`` (not all empty); the first bad line is one error naming ``file:line``."""
     records: dict[str, dict] = {}
-    for lineno, line in _lines(path):
+    for lineno, line in numbered_lines(path):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
@@ -61,31 +64,31 @@ def _read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
             raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
         if not isinstance(record, dict) or "_id" not in record:
             raise InputError(f"{where}: expected a JSON object with an '_id'")
-        doc_id = _record_id(record["_id"], where)
+        doc_id = record_id(record["_id"], where)
         if doc_id in records:
             raise InputError(f"{where}: duplicate id {doc_id!r}")
         for name in fields:
             if not isinstance(record.get(name, ""), str):
                 raise InputError(f"{where}: field {name!r} must be a string")
-            _check_unicode(record.get(name, ""), where, name)
+            check_unicode(record.get(name, ""), where, name)
         if not "".join(record.get(name, "") or "" for name in fields).strip():
             raise InputError(f"{where}: empty text for id {doc_id!r}")
         records[doc_id] = record
     return records
 
 
-def _record_id(value: object, where: str) -> str:
+def record_id(value: object, where: str) -> str:
     """An id is a non-empty string (or an integer, as some BEIR exports write them)."""
     if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
         raise InputError(f"{where}: '_id' must be a non-empty string, got {value!r:.40}")
     text = str(value)
-    _check_unicode(text, where, "_id")
+    check_unicode(text, where, "_id")
     if "\t" in text or "\n" in text or "\r" in text:
         raise InputError(f"{where}: '_id' {text!r:.40} holds a tab or line break (qrels could not name it)")
     return text
 
 
-def _check_unicode(text: str, where: str, field: str) -> None:
+def check_unicode(text: str, where: str, field: str) -> None:
     """JSON escapes can spell lone surrogates (``\\ud800``), which no UTF-8 text can hold."""
     try:
         text.encode("utf-8")
@@ -110,9 +113,9 @@ def _relevance(text: str, where: str) -> int:
     return score
 
 
-def _read_qrels(path: Path) -> Iterator[tuple[str, str, int, str]]:
+def read_qrels(path: Path) -> Iterator[tuple[str, str, int, str]]:
     """(query id, document id, relevance, where) per line of a BEIR qrels TSV (header optional)."""
-    for lineno, line in _lines(path):
+    for lineno, line in numbered_lines(path):
         where = f"{path}:{lineno}"
         row = line.rstrip("\r\n").split("\t")
         if lineno == 1 and row[:1] == ["query-id"]:
@@ -129,10 +132,10 @@ def load_beir(spec: TaskSpec) -> TaskData:
     folder = spec.path
     if not folder.is_dir():
         raise InputError(f"{folder}: task folder not found (task {spec.name}, {spec.defined_in})")
-    docs = _read_jsonl(_find(folder, "corpus.jsonl"), ("title", "text"))
-    all_queries = _read_jsonl(_find(folder, "queries.jsonl"), ("text",))
+    docs = read_jsonl(find_file(folder, "corpus.jsonl"), ("title", "text"))
+    all_queries = read_jsonl(find_file(folder, "queries.jsonl"), ("text",))
     qrels: dict[str, dict[str, int]] = {}
-    for qid, did, score, where in _read_qrels(_find(folder / "qrels", f"{spec.split}.tsv")):
+    for qid, did, score, where in read_qrels(find_file(folder / "qrels", f"{spec.split}.tsv")):
         if qid not in all_queries:
             raise InputError(f"{where}: query id {qid!r} is not in queries.jsonl")
         if did not in docs:

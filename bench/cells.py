@@ -1,7 +1,8 @@
 """The columns that identify a cell in result tables, and which cell is the reference of a group.
 
-A cell is one (model, task, backend, dimension, precision, rescore multiplier); a group is the
-cells of one (model, task, backend). The reference of a group is its float32 cell at the widest
+A cell is one (model, task, backend, dimension, precision, rescore multiplier, context); a group is
+the cells of one (model, task, backend, context): each way of embedding chunks has its own float32
+reference, and ``bench.stats.context_comparisons`` pairs each cell with its ``independent`` twin. The reference of a group is its float32 cell at the widest
 dimension; the torch reference of a (model, task) is that cell on the float32 torch backend.
 A lexical baseline (``bench.lexical``) is a group of one cell with no float32 reference: tables
 compare it with each dense group's reference of the same task.
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-CELL_KEYS = ("model", "task", "backend", "dim", "precision", "rescore_multiplier")
-GROUP_KEYS = ("model", "task", "backend")
+CELL_KEYS = ("model", "task", "backend", "dim", "precision", "rescore_multiplier", "context")
+GROUP_KEYS = ("model", "task", "backend", "context")
+DEFAULT_CONTEXT = "independent"  # the context of rows and baselines written before contexts existed
 REFERENCE_BACKENDS = ("torch-cpu-float32", "torch-cuda-float32")
 
 
@@ -34,13 +36,20 @@ def torch_reference_scores(rows: pd.DataFrame) -> pd.Series:
     present = [b for b in REFERENCE_BACKENDS if b in set(rows.backend)]
     if not present:
         return pd.Series(float("nan"), index=rows.index)
-    ref = reference_rows(rows[rows.backend == present[0]], ("model", "task")).main_score
-    return rows.join(ref.rename("reference"), on=["model", "task"])["reference"]
+    ref = reference_rows(rows[rows.backend == present[0]], ("model", "task", "context")).main_score
+    return rows.join(ref.rename("reference"), on=["model", "task", "context"])["reference"]
 
 
 def cell_label(precision: str, rescore_multiplier: int) -> str:
     """How tables and plots name a cell's precision: rescoring cells carry their multiplier."""
     return f"{precision} ×{int(rescore_multiplier)}" if rescore_multiplier else str(precision)
+
+
+def with_context(frame: pd.DataFrame) -> pd.DataFrame:
+    """A result table with its ``context`` column (tables written before contexts had none)."""
+    if "context" not in frame.columns:
+        frame = frame.assign(context=DEFAULT_CONTEXT)
+    return frame
 
 
 def is_lexical(rows: pd.DataFrame) -> pd.Series:

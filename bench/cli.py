@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
 import signal
@@ -21,7 +22,8 @@ quick start:
   bench run --limit 20 --dims 384,64     a smoke run on 20 queries
   bench run tasks/sweeps/default.yaml --precisions float32,binary-rescore
   bench report results/<run-id>          tables and plots from a finished run
-  bench ls tasks | bench ls models
+  bench compare results/<run-a> results/<run-b>    two runs side by side, paired tests
+  bench ls tasks | bench ls models | bench ls runs
 """
 
 
@@ -87,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bench {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND",
                                 title="commands")  # fmt: skip
-    for add in (_add_run, _add_report, _add_profile, _add_gate, _add_reproduce, _add_export, _add_ls):
+    for add in (_add_run, _add_report, _add_compare, _add_profile, _add_gate, _add_reproduce, _add_export, _add_ls,
+                _add_query):
         add(sub)
     return parser
 
@@ -106,6 +109,8 @@ def _add_run(sub) -> None:
                      help="rescoring candidates = top-k x each, one cell per value (e.g. 1,2,4,10)")
     run.add_argument("--rescore-multiplier", type=_int, help="one multiplier (same as --rescore-multipliers M)")
     run.add_argument("--calibration", help="int8-family ranges fitted on: corpus | sample:N | file:PATH")
+    run.add_argument("--context", type=_str_list,
+                     help="how chunks of chunked tasks are embedded: independent,late,native")
     run.add_argument("--lexical", type=_str_list, help="lexical baselines: bm25,bm25-stemmed (or none)")
     run.add_argument("--limit", type=_int, help="smoke run: only the first N judged queries")
     run.add_argument("--output-dir", type=Path, help="where run folders go (default results/)")
@@ -122,6 +127,28 @@ def _add_report(sub) -> None:
     report.add_argument("run_dir", type=Path)
     report.add_argument("--html", action="store_true", help="also write one self-contained report.html")
     report.set_defaults(func=cmd_report)
+
+
+def _add_compare(sub) -> None:
+    cmp = sub.add_parser("compare", help="runs side by side: shared cells, differences, paired tests")
+    cmp.add_argument("runs", nargs="+", metavar="RUN", help="run folders or glob patterns (the first is the base)")
+    cmp.add_argument("--across", choices=("runs", "models"), default="runs",
+                     help="runs: each run is a side (default); models: each (model, backend) is a side")
+    cmp.add_argument("--json", type=Path, help="also write the comparison as JSON here")
+    cmp.add_argument("--html", type=Path, help="also write a self-contained HTML report here")
+    cmp.add_argument("--plots", type=Path, help="with --across models: also write the plots into this folder")
+    cmp.set_defaults(func=cmd_compare)
+
+
+def _add_query(sub) -> None:
+    query = sub.add_parser("query", help="questions across every run in a results folder (DuckDB)")
+    query.add_argument("question", choices=("model", "budget", "task"), metavar="model|budget|task",
+                       help="model NAME: its cells over time; budget BYTES: the best cell storing at most "
+                            "BYTES per vector; task NAME: every model on a task")  # fmt: skip
+    query.add_argument("value", metavar="NAME|BYTES", help="a model name, a byte budget or a task name")
+    query.add_argument("--task", help="with budget: only this task")
+    query.add_argument("--results-dir", type=Path, default=Path("results"), help="where the run folders are")
+    query.set_defaults(func=cmd_query)
 
 
 def _add_profile(sub) -> None:
@@ -149,11 +176,15 @@ def _add_gate(sub) -> None:
     chk = sub.add_parser("check", help="gate a run against a baseline (exit 0 ok, 1 regression, 2 usage)")
     chk.add_argument("run_dir", type=Path)
     chk.add_argument("--baseline", type=Path, required=True)
-    chk.add_argument("--metrics", type=_str_list, help="metrics to compare (default: every quality metric)")
+    chk.add_argument("--metrics", type=_str_list, help="metrics to compare (default: main_score, paired by query)")
     chk.add_argument("--tolerance", action="append", default=[], metavar="METRIC=abs:X|rel:X",
                      help="per-metric tolerance (repeatable; METRIC may be 'quality' or 'cost'); "
                           "defaults: quality abs:0.005, cost rel:0.25")  # fmt: skip
-    chk.add_argument("--outside-ci", action="store_true", help="fail only when the drop leaves the baseline's CI")
+    chk.add_argument("--hard-limit", action="append", default=[], metavar="METRIC=abs:X|rel:X",
+                     help="a drop beyond this fails without a test (repeatable); default quality abs:0.03")
+    chk.add_argument("--outside-ci", action="store_true",
+                     help="weaker, unpaired: a drop beyond the tolerance must leave the baseline's CI "
+                          "instead of being significant in the paired test")  # fmt: skip
     chk.add_argument("--json", type=Path, help="where to write the findings (default RUN_DIR/check.json)")
     chk.set_defaults(func=cmd_check)
 
@@ -178,9 +209,10 @@ def _add_export(sub) -> None:
 
 
 def _add_ls(sub) -> None:
-    ls = sub.add_parser("ls", help="list known tasks or models")
-    ls.add_argument("what", choices=["tasks", "models"], metavar="tasks|models", help="what to list")
+    ls = sub.add_parser("ls", help="list known tasks or models, or the runs in a results folder")
+    ls.add_argument("what", choices=["tasks", "models", "runs"], metavar="tasks|models|runs", help="what to list")
     ls.add_argument("--tasks-dir", type=Path)
+    ls.add_argument("--results-dir", type=Path, default=Path("results"), help="with runs: where the run folders are")
     ls.set_defaults(func=cmd_ls)
 
 
@@ -188,7 +220,7 @@ RUN_FLAGS = {  # sweep key -> the flag of bench run that overrides it
     "models": "--models", "tasks": "--tasks", "backends": "--backends", "dims": "--dims",
     "precisions": "--precisions", "batch_size": "--batch-size", "top_k": "--top-k",
     "rescore_multipliers": "--rescore-multipliers", "rescore_multiplier": "--rescore-multiplier",
-    "calibration": "--calibration", "lexical": "--lexical", "limit": "--limit", "output_dir": "--output-dir",
+    "calibration": "--calibration", "context": "--context", "lexical": "--lexical", "limit": "--limit", "output_dir": "--output-dir",
     "cache_dir": "--cache-dir", "executor": "--executor", "scheduler": "--scheduler",
 }  # fmt: skip
 
@@ -279,12 +311,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from bench.gate import make_baseline
-    from bench.results import write_json
+    from bench.gate import make_baseline, per_query_path, write_baseline
 
-    baseline = make_baseline(args.run_dir)
-    write_json(args.output, baseline)
-    print(f"baseline of {len(baseline['cells'])} cells written to {args.output}")
+    baseline, per_query = make_baseline(args.run_dir)
+    write_baseline(args.output, baseline, per_query)
+    print(f"baseline of {len(baseline['cells'])} cells written to {args.output} "
+          f"(per-query scores: {per_query_path(args.output).name})")  # fmt: skip
     return 0
 
 
@@ -298,9 +330,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             from bench.errors import unknown
 
             raise unknown("metric", metric, ALL_METRICS)
+    tolerances = gate.parse_tolerances(args.tolerance)
+    hard_limits = gate.parse_tolerances(args.hard_limit, "--hard-limit")
     baseline = gate.read_baseline(args.baseline)
-    findings = gate.check(args.run_dir, baseline, list(args.metrics or []),
-                          gate.parse_tolerances(args.tolerance), args.outside_ci)  # fmt: skip
+    per_query = gate.read_baseline_per_query(args.baseline, baseline)
+    findings = gate.check(args.run_dir, baseline, list(args.metrics or []), tolerances, args.outside_ci, hard_limits,
+                          per_query)  # fmt: skip
     write_json(args.json or args.run_dir / "check.json", gate.findings_json(findings))
     print(gate.markdown(findings, baseline, args.run_dir.name))
     return 1 if any(f.regressed for f in findings) else 0
@@ -329,11 +364,78 @@ def cmd_export_mteb(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench import compare_report
+    from bench.cache import atomic_write_bytes
+    from bench.compare import compare, expand_runs
+    from bench.results import write_json
+
+    report = compare(expand_runs(list(args.runs)), args.across)
+    print(compare_report.markdown(report))
+    if args.json:
+        write_json(args.json, compare_report.report_json(report))
+        print(f"written: {args.json}")
+    pngs = compare_report.figures(report) if args.html or args.plots else {}
+    if args.html:
+        atomic_write_bytes(args.html, compare_report.html(report, pngs).encode("utf-8"))
+        print(f"written: {args.html}")
+    for name, png in pngs.items() if args.plots else ():
+        atomic_write_bytes(args.plots / f"{name}.png", png)
+        print(f"written: {args.plots / name}.png")
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from bench import catalog
+    from bench.report import markdown_table
+
+    con = catalog.connect(catalog.find_runs(args.results_dir))
+    if args.question == "model":
+        frame = catalog.model_history(con, args.value)
+    elif args.question == "task":
+        frame = catalog.task_models(con, args.value)
+    else:
+        frame = catalog.best_under_budget(con, _budget(args.value), args.task)
+    if frame.empty:
+        print(f"no cells match ({args.question} {args.value})")
+        return 0
+    print(markdown_table(frame.map(_cell_text), 0))
+    return 0
+
+
+def _budget(text: str) -> float:
+    try:
+        value = _number(text)
+    except argparse.ArgumentTypeError:
+        value = -1.0
+    if value < 0:
+        raise InputError(f"bench query budget: expected a number of bytes >= 0, got {text!r}")
+    return value
+
+
+def _cell_text(value) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
+    return "–" if value is None else str(value)
+
+
+def _list_runs(results_dir: Path) -> None:
+    from bench import catalog
+
+    for run in catalog.find_runs(results_dir):
+        grid = "\t".join(f"{k}={','.join(map(str, v or []))}" for k, v in run.grid.items())
+        cells = "-" if run.cells is None else str(run.cells)
+        extra = f"\t{run.problem}" if run.problem else ""
+        print(f"{run.run_id}\t{run.status}\t{run.started_at[:19] or '-'}\tcells={cells}\t{grid}{extra}")
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     from bench.models import model_registry
     from bench.tasks import task_registry
 
-    if args.what == "tasks":
+    if args.what == "runs":
+        _list_runs(args.results_dir)
+    elif args.what == "tasks":
         for name in (reg := task_registry(args.tasks_dir)):
             spec = reg.get(name)
             print(f"{name}\t{spec.source}\tsplit={spec.split or '(all)'}\tsubset={spec.subset or '(all)'}\t"

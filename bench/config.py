@@ -9,13 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from bench import lexical, precisions
-from bench.encoders import output_kind, output_width, parse_backend
+from bench import contexts, lexical, precisions
+from bench.encoders import check_context, output_kind, output_width, parse_backend
 from bench.environment import emulated_dtype_warning
 from bench.errors import InputError
 from bench.models import model_registry
 from bench.paths import default_tasks_dir
 from bench.schemas import SweepSchema, validated
+from bench.weights import check_remote_code
 from bench.tasks import task_registry
 from bench.types import CalibrationSpec, SweepConfig
 from bench.yamlio import LineDict, load_yaml, require_mapping
@@ -23,7 +24,7 @@ from bench.yamlio import LineDict, load_yaml, require_mapping
 log = logging.getLogger(__name__)
 
 # Keys whose value is a list; a single value is accepted as a list of one.
-LIST_KEYS = ("models", "tasks", "backends", "dims", "precisions", "rescore_multipliers", "lexical")
+LIST_KEYS = ("models", "tasks", "backends", "dims", "precisions", "rescore_multipliers", "lexical", "context")
 SWEEP_KEYS = tuple(SweepSchema.model_fields)
 EXECUTORS = ("local", "dask")
 
@@ -107,6 +108,7 @@ def config_from_mapping(raw: LineDict, flags: Mapping[str, str] | None = None) -
         batch_size=checked.batch_size, top_k=checked.top_k, rescore_multipliers=_multipliers(checked, where),
         calibration=parse_calibration(checked.calibration, where["calibration"]),
         lexical=tuple(lexical.parse(n, where["lexical"]) for n in checked.lexical if n != "none"),
+        contexts=tuple(contexts.parse(c, where["context"]) for c in checked.context),
         output_dir=Path(os.path.expanduser(checked.output_dir)),
         cache_dir=Path(os.path.expanduser(checked.cache_dir)) if checked.cache_dir else default_cache_dir(),
         seed=checked.seed, limit=checked.limit, measure=checked.measure,
@@ -147,6 +149,8 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
             log.warning(warning)
     for name in config.models:
         spec = models.get(name)
+        if any(b.kind == "torch" for b in config.backends):  # code from the model repository runs only pinned
+            check_remote_code(spec, f"model {name}")
         for backend in config.backends:
             width = output_width(spec, backend)
             for dim in config.dims:
@@ -157,6 +161,7 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
         if untrained:
             log.warning("model %s was trained for dimensions %s; %s are plain truncations", name,
                         list(spec.mrl_dims), untrained)  # fmt: skip
+    _check_contexts(config, models)
     if config.executor == "dask" and not config.scheduler:
         raise InputError("--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
     if len(set(config.dims)) != len(config.dims):
@@ -165,6 +170,16 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
         raise InputError(f"precisions has duplicates: {list(config.precisions)}")
     if config.calibration.kind == "file" and not Path(config.calibration.path).is_file():
         raise InputError(f"{config.calibration.path}: calibration file not found")
+
+
+def _check_contexts(config: SweepConfig, models) -> None:
+    """Every (model, backend) runs every context asked for (else one line naming why not)."""
+    if len(set(config.contexts)) != len(config.contexts):
+        raise InputError(f"context has duplicates: {list(config.contexts)}")
+    for name in config.models:
+        for backend in config.backends:
+            for context in config.contexts:
+                check_context(models.get(name), backend, context, f"context {context}")
 
 
 def with_overrides(config: SweepConfig, **changes: Any) -> SweepConfig:

@@ -17,7 +17,9 @@ import numpy as np
 from bench import store
 from bench.progress import Progress
 from bench.cache import TMP_SUFFIX, EmbeddingCache, text_digest
+from bench.contexts import chunk_digest
 from bench.encoders import Encoder, check_vectors, output_width, vector_identity
+from bench.errors import EncoderError
 from bench.types import BackendSpec, ModelSpec, Role
 
 log = logging.getLogger(__name__)
@@ -35,10 +37,12 @@ class EncodeStats:
 ROLE_PLURAL = {Role.QUERY: "queries", Role.DOCUMENT: "documents"}
 
 
-def namespace_key(model: ModelSpec, backend: BackendSpec, role: Role, cache_root: Path | None = None) -> dict:
+def namespace_key(model: ModelSpec, backend: BackendSpec, role: Role, cache_root: Path | None = None,
+                  context: str = "independent") -> dict:  # fmt: skip
     """Everything besides the text that changes a vector: the backend's own fingerprint of the
-    model, the role and the output width (``bench.encoders.vector_identity``)."""
-    return vector_identity(model, backend, role, cache_root)
+    model, the role, the output width, and for chunks embedded in their document the context and
+    its rule (``bench.encoders.vector_identity``)."""
+    return vector_identity(model, backend, role, cache_root, context)
 
 
 class LazyEncoder:
@@ -148,6 +152,11 @@ def _encode_missing(todo, role, model, namespace, encoder, chunk_size, sink) -> 
             out[rows_of[digest]] = vector
         bar.update(len(chunk))
 
+    return _run_all(chunks, run, finish, parallel, encoder, bar)
+
+
+def _run_all(chunks, run, finish, parallel: int, encoder: "LazyEncoder", bar) -> float:
+    """Run every chunk (one at a time, or ``parallel`` at once) and store each as it finishes."""
     t0 = time.perf_counter()
     try:
         if parallel == 1:
@@ -158,6 +167,70 @@ def _encode_missing(todo, role, model, namespace, encoder, chunk_size, sink) -> 
     finally:
         bar.close()
     return time.perf_counter() - t0
+
+
+def embed_in_context(corpus: Mapping[str, str], documents: Mapping[str, tuple[str, ...]], context: str,
+                     model: ModelSpec, backend: BackendSpec, cache: EmbeddingCache,
+                     encoder: LazyEncoder) -> tuple[np.ndarray, EncodeStats]:  # fmt: skip
+    """Chunk vectors made in their documents (``context`` late or native), rows in ``corpus`` order.
+
+    The cache finds each by ``bench.contexts.chunk_digest`` (its document's chunks and its
+    position) in the namespace of the context; a document with any chunk missing is encoded whole,
+    and each finished group of documents is stored at once, as ``embed`` does with texts."""
+    ids = list(corpus)
+    digest_of = {c: chunk_digest([corpus[x] for x in chunks], i)
+                 for chunks in documents.values() for i, c in enumerate(chunks)}  # fmt: skip
+    digests = [digest_of[c] for c in ids]
+    namespace = cache.namespace(namespace_key(model, backend, Role.DOCUMENT, cache.root, context))
+    rows_of: dict[bytes, list[int]] = defaultdict(list)
+    for row, digest in enumerate(digests):
+        rows_of[digest].append(row)
+    width = output_width(model, backend)
+    out, final = _output(cache, namespace.id, digests, width)
+    if final is not None and final.is_file():
+        return store.read_matrix(final), EncodeStats(len(ids), 0, 0.0)
+    found, cached_seconds = namespace.fill(rows_of, out)
+    todo = sorted((d for d, chunks in documents.items() if any(digest_of[c] not in found for c in chunks)),
+                  key=lambda d: (-sum(len(corpus[c]) for c in documents[d]), d))  # fmt: skip
+    batches = encoder.get().document_batches([[corpus[c] for c in documents[d]] for d in todo]) if todo else []
+    groups = [[todo[i] for i in batch] for batch in batches]
+    sink = (documents, corpus, digest_of, rows_of, out, width)
+    seconds = cached_seconds + _encode_documents(groups, context, model, namespace, encoder, sink)
+    if final is not None:
+        out.flush()
+        store.seal_matrix(Path(out.filename), final)
+        out = store.read_matrix(final)
+    n_chunks = sum(len(documents[d]) for d in todo)
+    return out, EncodeStats(n_texts=len(ids), n_encoded=n_chunks, seconds=seconds)
+
+
+def _encode_documents(groups, context, model, namespace, encoder, sink) -> float:
+    """Encode groups of whole documents, storing each group's chunk vectors as it finishes."""
+    if not groups:
+        return 0.0
+    documents, corpus, digest_of, rows_of, out, width = sink
+    parallel = encoder.get().parallel_requests
+    total = sum(len(documents[d]) for g in groups for d in g)
+    bar = Progress(f"encode document chunks ({context}) with {model.key}", total, unit="chunk")
+
+    def run(group):
+        t0 = time.perf_counter()
+        raw = encoder.get().encode_documents([[corpus[c] for c in documents[d]] for d in group], context)
+        return group, raw, time.perf_counter() - t0
+
+    def finish(group, raw, elapsed):
+        chunks = [c for d in group for c in documents[d]]
+        if len(raw) != len(group):
+            raise EncoderError(f"{model.key} encoder: returned {len(raw)} documents' vectors for {len(group)} documents")
+        for d, vectors in zip(group, raw):
+            check_vectors(vectors, len(documents[d]), width, f"{model.key} encoder (document {d})")
+        vectors = np.concatenate([np.asarray(v, np.float32) for v in raw])
+        namespace.store([digest_of[c] for c in chunks], vectors, elapsed / parallel)
+        for c, vector in zip(chunks, vectors):
+            out[rows_of[digest_of[c]]] = vector
+        bar.update(len(chunks))
+
+    return _run_all(groups, run, finish, parallel, encoder, bar)
 
 
 def _run_parallel(chunks, run, finish, parallel: int, encoder: "LazyEncoder") -> None:

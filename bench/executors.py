@@ -61,18 +61,32 @@ def run_local(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) ->
 
 
 def _local_task(the_plan: Plan, model, backend, task, cache, lazy, run_dir: Path) -> list[dict]:
-    encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy)
-    out, costs, cells = [], None, grid(the_plan.config, model, backend)
-    with progress.counting(f"evaluate {model.key} on {task} ({backend.id})", len(cells), "cell") as bar:
-        for dim, precision, m in cells:
-            cell = Cell(model.key, task, backend.id, dim, precision, m)
-            record = units.read_cell(the_plan, run_dir, cell)
+    out = []
+    for context in the_plan.config.contexts:
+        out += _local_unit(the_plan, (model, backend, task, context), cache, lazy, run_dir)
+    return out
+
+
+def _local_unit(the_plan: Plan, unit: tuple, cache, lazy, run_dir: Path) -> list[dict]:
+    """One (model, backend, task, context): encode (or read back) once, then every cell of the grid
+    (finished by an interrupted run of this id, kept in the cell cache by an earlier run, or evaluated)."""
+    model, backend, task, context = unit
+    encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy, context)
+    cells = [Cell(model.key, task, backend.id, d, p, m, context) for d, p, m in grid(the_plan.config, model, backend)]
+    finished = {c: units.read_cell(the_plan, run_dir, c) for c in cells}
+    reused = {c: units.cached_cell(the_plan, c, encoded.info) for c in cells if finished[c] is None}
+    costs = None
+    suffix = f", {context}" if context != "independent" else ""
+    if any(record is None for record in reused.values()):  # measured once, only if a cell needs it
+        with progress.stage(f"measure what encoding costs for {model.key} on {backend.id}{suffix}"):
+            costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend, context)
+    out = []
+    with progress.counting(f"evaluate {model.key} on {task} ({backend.id}{suffix})", len(cells), "cell") as bar:
+        for cell in cells:
+            record = finished[cell]
             if record is None:
-                record = units.cached_cell(the_plan, cell, encoded.info)
+                record = reused[cell]
                 if record is None:
-                    if costs is None:  # measured once per (model, backend, task), only if a cell needs it
-                        with progress.stage(f"measure what encoding costs for {model.key} on {backend.id}"):
-                            costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
                     record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
                     units.keep_cell(the_plan, cell, record)
                 units.write_cell(the_plan, run_dir, cell, record)
@@ -84,13 +98,14 @@ def _local_task(the_plan: Plan, model, backend, task, cache, lazy, run_dir: Path
 # --------------------------------------------------------------------------- Dask
 
 
-def encode_task(the_plan: Plan, model_key: str, backend: BackendSpec, task: str, encoder_factory) -> dict:
+def encode_task(the_plan: Plan, model_key: str, backend: BackendSpec, task: str, encoder_factory,
+                context: str = "independent") -> dict:  # fmt: skip
     """Dask task: fill the cache with this unit's vectors and measure its costs; the cost columns."""
     model, cache = the_plan.models[model_key], EmbeddingCache(the_plan.config.cache_dir)
     lazy = _lazy_encoder(the_plan, model, backend, encoder_factory)
     try:
-        encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy)
-        return units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend)
+        encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy, context)
+        return units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend, context)
     finally:
         lazy.close()
 
@@ -103,7 +118,8 @@ def cell_task(the_plan: Plan, cell: Cell, backend: BackendSpec, costs: dict, run
     record = units.cached_cell(the_plan, cell, {k: v for k, v in costs.items() if k in units.RUN_STATE_KEYS})
     if record is None:
         model = the_plan.models[cell.model]
-        encoded = units.cached_vectors(the_plan, model, backend, cell.task, EmbeddingCache(the_plan.config.cache_dir))
+        cache = EmbeddingCache(the_plan.config.cache_dir)
+        encoded = units.cached_vectors(the_plan, model, backend, cell.task, cache, cell.context)
         record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
         units.keep_cell(the_plan, cell, record)
     units.write_cell(the_plan, run_dir, cell, record)
@@ -140,12 +156,12 @@ def run_on_dask(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) 
             for backend in config.backends:
                 resources = {"GPU": 1} if backend.device == "cuda" else None
                 for task in the_plan.tasks:
-                    costs = client.submit(encode_task, plan_future, model.key, backend, task, encoder_factory,
-                                          resources=resources, retries=RETRIES, pure=False)  # fmt: skip
-                    for dim, precision, m in grid(config, model, backend):
-                        cell = Cell(model.key, task, backend.id, dim, precision, m)
-                        futures.append(client.submit(cell_task, plan_future, cell, backend, costs, run_dir,
-                                                     retries=RETRIES, pure=False))  # fmt: skip
+                    for context in config.contexts:
+                        costs = client.submit(encode_task, plan_future, model.key, backend, task, encoder_factory,
+                                              context, resources=resources, retries=RETRIES, pure=False)  # fmt: skip
+                        futures += [client.submit(cell_task, plan_future, Cell(model.key, task, backend.id, *point,
+                                                  context), backend, costs, run_dir, retries=RETRIES, pure=False)
+                                    for point in grid(config, model, backend)]  # fmt: skip
         for task in the_plan.tasks:
             for name in config.lexical:
                 futures.append(client.submit(lexical_task, plan_future, units.lexical_cell(name, task), run_dir,

@@ -23,7 +23,7 @@ from bench.errors import InputError
 from bench.metrics import QUALITY_METRICS
 from bench.names import file_stem
 
-FILE_KEYS = ("backend", "dim", "precision", "rescore_multiplier", "model", "task_name")
+FILE_KEYS = ("backend", "dim", "precision", "rescore_multiplier", "context", "model", "task_name")
 
 
 def mteb_version(manifest: dict) -> str:
@@ -106,7 +106,8 @@ def export_mteb(run_dir: Path, out: Path) -> list[Path]:
     for _, group in rows.groupby(list(FILE_KEYS), sort=False):
         first = group.iloc[0]
         multiplier = [f"m{int(first['rescore_multiplier'])}"] if first.get("rescore_multiplier") else []
-        folder = Path(out) / file_stem(first["backend"], int(first["dim"]), first["precision"], *multiplier)
+        context = [f"ctx-{first['context']}"] if first["context"] != "independent" else []
+        folder = Path(out) / file_stem(first["backend"], int(first["dim"]), first["precision"], *multiplier, *context)
         folder = folder / _component(str(first["model_name"]).replace("/", "__").replace(" ", "_"), "model name")
         folder = folder / _component(str(first["model_revision"]), "model revision")
         path = folder / f"{first['task_name']}.json"

@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bench.encoders import Encoder
+from bench.encoders import ContextEncoder, Encoder
 from bench.types import Role
 
 _STATUS = Path("/proc/self/status")
@@ -134,6 +134,38 @@ def measure_encoder(
         query_latency_p50_ms=percentile_ms(latencies, 50), query_latency_p95_ms=percentile_ms(latencies, 95),
         peak_rss_bytes=peak_rss_bytes(), peak_cuda_bytes=cuda_peak_bytes(),
         repeats=repeats, sample_documents=len(documents),
+    )  # fmt: skip
+
+
+def measure_context_encoder(
+    encoder: ContextEncoder,
+    documents: Sequence[Sequence[str]],
+    context: str,
+    queries: Sequence[str],
+    load_seconds: float,
+    repeats: int = 3,
+    latency_queries: int = 50,
+) -> EncoderCost:
+    """Time chunks embedded in their documents (``context`` late or native): throughput counts
+    chunks (``documents_per_second`` is retrieval units, the chunks, per second) and the tokens of
+    those chunks; queries are timed as ``measure_encoder`` times them (they are embedded alone)."""
+    encoder.encode_documents(documents[: max(1, len(documents) // 4)], context)  # warm-up
+    runs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        encoder.encode_documents(documents, context)
+        runs.append(time.perf_counter() - t)
+    seconds = statistics.median(runs)
+    chunks = [c for d in documents for c in d]
+    tokens = encoder.count_tokens(chunks)
+    latencies = _latencies(encoder, list(queries)[:latency_queries])
+    return EncoderCost(
+        load_seconds=load_seconds, n_parameters=int(encoder.n_parameters),
+        documents_per_second=len(chunks) / seconds, tokens_per_second=tokens / seconds,
+        mean_tokens_per_document=tokens / max(1, len(chunks)),
+        query_latency_p50_ms=percentile_ms(latencies, 50), query_latency_p95_ms=percentile_ms(latencies, 95),
+        peak_rss_bytes=peak_rss_bytes(), peak_cuda_bytes=cuda_peak_bytes(),
+        repeats=repeats, sample_documents=len(chunks),
     )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from bench.paths import default_tasks_dir
 from bench.types import ModelSpec
 from bench.names import check_name
 from bench.schemas import ModelSchema, validated
-from bench.weights import check_remote_code
+from bench.weights import UNPINNED, check_remote_code
 from bench.yamlio import LineDict, load_yaml, require_mapping
 
 # Keys earlier versions accepted but never acted on: refused with what to do instead.
@@ -36,8 +36,10 @@ def _read_model(key: str, raw: LineDict) -> ModelSpec:
         license=m.license, trust_remote_code=m.trust_remote_code, role_field=m.role_field,
         role_values=_roles(m.role_values), path=m.path, strip_modules=tuple(m.strip_modules),
         architecture=dict(m.architecture), mrl_dims=tuple(sorted(set(m.mrl_dims))),
+        contextual=m.contextual,
     )  # fmt: skip
-    check_remote_code(spec, raw.where("revision"))
+    if spec.revision != UNPINNED:  # a marked placeholder is listed, and refused wherever it is used
+        check_remote_code(spec, raw.where("revision"))
     if spec.role_field and any(spec.prompts.values()):
         raise InputError(f"{raw.where('role_field')}: give the role as prompts or as a request field, not both")
     return spec

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import precisions
+from bench import contexts, precisions
 from bench.calibration import describe, read_texts
 from bench.config import validate
 from bench.encoders import output_width, vector_identity
@@ -29,13 +29,14 @@ class Plan:
     tasks: dict[str, TaskSpec]  # by task key: one (split, subset) each, in sweep order
     data: dict[str, TaskData]
     task_digests: dict[str, str] = field(default_factory=dict)
-    vector_digests: dict[tuple[str, str], str] = field(default_factory=dict)  # (model key, backend id)
+    # (model key, backend id, context) -> digest of the vectors' identities (documents and queries)
+    vector_digests: dict[tuple[str, str, str], str] = field(default_factory=dict)
     calibration_texts: dict[str, str] | None = None  # with ``calibration: file:...``
 
     def inputs_fingerprint(self) -> str:
         """The content of every input and the scoring code's version, in one digest."""
-        blob = {"tasks": self.task_digests, "vectors": {f"{m}|{b}": d for (m, b), d in self.vector_digests.items()},
-                "scoring": SCORING_VERSION}  # fmt: skip
+        vectors = {"|".join(k[:2] if k[2] == "independent" else k): d for k, d in self.vector_digests.items()}
+        blob = {"tasks": self.task_digests, "vectors": vectors, "scoring": SCORING_VERSION}
         return digest(blob)
 
 
@@ -49,9 +50,10 @@ def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
         data = {name: subset(d, config.limit) for name, d in data.items()}
     texts = read_texts(config.calibration.path) if config.calibration.kind == "file" else None
     _check_calibration(config, data)
+    _check_chunked(config, tasks)
     models = {m: model_reg.get(m) for m in config.models}
-    vectors = {(m.key, b.id): digest([vector_identity(m, b, role, config.cache_dir) for role in Role])
-               for m in models.values() for b in config.backends}  # fmt: skip
+    vectors = {(m.key, b.id, c): vectors_digest(m, b, c, config.cache_dir)
+               for m in models.values() for b in config.backends for c in config.contexts}  # fmt: skip
     task_digests = {name: task_digest(tasks[name], d) for name, d in data.items()}
     return Plan(config, models, tasks, data, task_digests, vectors, texts)
 
@@ -63,6 +65,24 @@ def _check_calibration(config: SweepConfig, data: dict[str, TaskData]) -> None:
         if config.calibration.size > len(task.corpus):
             raise InputError(f"calibration sample of {config.calibration.size} vectors is larger than "
                              f"task {name}'s corpus ({len(task.corpus)} documents)")  # fmt: skip
+
+
+def vectors_digest(model: ModelSpec, backend: BackendSpec, context: str, cache_dir: Path) -> str:
+    """The identity of a unit's vectors: its documents' (in ``context``) and its queries' (always
+    embedded alone). Independent units keep the digest they had before contexts existed."""
+    queries = vector_identity(model, backend, Role.QUERY, cache_dir)
+    return digest([queries, vector_identity(model, backend, Role.DOCUMENT, cache_dir, context)])
+
+
+def _check_chunked(config: SweepConfig, tasks: dict[str, TaskSpec]) -> None:
+    """Contexts that embed a chunk with its document need tasks whose documents are chunk lists."""
+    for context in config.contexts:
+        if not contexts.get(context).needs_documents:
+            continue
+        for key, spec in tasks.items():
+            if not spec.chunked:
+                raise InputError(f"context {context} embeds chunks within their documents, but task {key} is not "
+                                 "chunked (its documents are single texts); run it with context independent")  # fmt: skip
 
 
 def expand_tasks(names: tuple[str, ...], tasks_dir: Path | None = None) -> dict[str, TaskSpec]:
@@ -85,7 +105,9 @@ def digest(value: object) -> str:
 
 def task_digest(spec: TaskSpec, data: TaskData) -> str:
     """A digest of what a task scores: every document, query and judgement, and the rules that
-    apply to them (split, subset, main score, the identical-id rule)."""
+    apply to them (split, subset, main score, the identical-id rule). A chunked task adds which
+    chunks make up each document, in order, and its chunker (name, version and budget), so a
+    changed chunker never reuses a cell even where the chunk texts happened to stay the same."""
     h = hashlib.sha256()
     for part in (data.corpus, data.queries):
         for key in sorted(part):
@@ -95,6 +117,9 @@ def task_digest(spec: TaskSpec, data: TaskData) -> str:
         h.update(json.dumps([qid, sorted(data.qrels[qid].items())]).encode("utf-8"))
     rules = [spec.name, spec.split, spec.subset, spec.main_score, spec.query_filter, spec.revision,
              data.ignore_identical_ids]  # fmt: skip
+    if spec.chunked or data.documents is not None:
+        rules.append({"chunker": spec.chunker, "dataset": spec.dataset,
+                      "documents": {d: list(c) for d, c in sorted((data.documents or {}).items())}})  # fmt: skip
     h.update(json.dumps(rules).encode("utf-8"))
     return h.hexdigest()[:24]
 
@@ -118,6 +143,8 @@ def config_dict(config: SweepConfig) -> dict:
     raw["backends"] = [b.id for b in config.backends]
     raw["precisions"] = list(config.precisions)
     raw["calibration"] = describe(config.calibration)
+    if list(raw["contexts"]) == ["independent"]:  # the default: configurations from before contexts keep their fingerprint
+        del raw["contexts"]
     raw["output_dir"], raw["cache_dir"] = str(config.output_dir), str(config.cache_dir)
     return raw
 

@@ -230,7 +230,7 @@ def plot_profile(frame, out_dir) -> list:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.report import save_figure
+    from bench.figures import save_figure
 
     fixed = frame[frame.length.str.isdigit() & frame.tokens_per_second.notna()].copy()
     fixed["n"] = fixed.length.astype(int)

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import results, runner
+from bench import contexts, results, runner
 from bench.config import SweepConfig, default_cache_dir, parse_precision
 from bench.encoders import parse_backend
 from bench.errors import BenchError, InputError, Unavailable
@@ -78,7 +78,7 @@ def read_reference(path: Path, model: str, tasks: list[str] | None) -> list[dict
             if row["model"] == model and (not tasks or row["task"] in tasks):
                 rows.append(row)
     if not rows:
-        raise InputError(f"{path}: no rows for model {model!r}")
+        raise InputError(f"{path}: no rows for model {model!r} (see tasks/references/README.md for what each file holds)")
     return rows
 
 
@@ -99,6 +99,7 @@ def load_suite(name_or_path: str, tasks_dir: Path | None = None) -> dict:
         "precision": parse_precision(suite.precision, raw.where("precision")),
         "backend": parse_backend(suite.backend, raw.where("backend")),
         "tolerance": suite.tolerance, "tasks": list(suite.tasks),
+        "context": contexts.parse(suite.context, raw.where("context")),
     }  # fmt: skip
 
 
@@ -112,10 +113,10 @@ def task_name_for(row: dict, tasks_dir: Path | None) -> str:
     return f"mteb:{row['task']}/{row['subset'] or 'default'}@{row['split']}"
 
 
-def measured_row(rows, ref: dict, dim: int, precision: str):
+def measured_row(rows, ref: dict, dim: int, precision: str, context: str = "independent"):
     """The run's row for a reference row: its own task, split and subset, at the suite's cell."""
     same_task = (rows.task_name == ref["task"]) & (rows.split == ref["split"]) & (rows.subset == (ref["subset"] or "default"))
-    match = rows[same_task & (rows.dim == dim) & (rows.precision == precision)]
+    match = rows[same_task & (rows.dim == dim) & (rows.precision == precision) & (rows.context == context)]
     if len(match) != 1:
         raise InputError(f"{ref['task']} {ref['split']}/{ref['subset']}: the run has {len(match)} rows for it, not 1")
     row = match.iloc[0]
@@ -136,11 +137,12 @@ def reproduce(suite: dict, output_dir: Path, cache_dir: Path | None = None, tole
             models=(model.key,), tasks=(task_name_for(row, tasks_dir),), backends=(backend or suite["backend"],),
             dims=(model.dim,), precisions=(suite["precision"],), output_dir=output_dir,
             cache_dir=cache_dir or default_cache_dir(), limit=limit, measure=False, name=f"reproduce-{suite['name']}",
+            contexts=(suite.get("context", "independent"),),
         )  # fmt: skip
         try:
             run_dir = runner.run(config, tasks_dir)
             _, rows = results.read_run(run_dir)
-            cell = measured_row(rows, row, model.dim, suite["precision"])
+            cell = measured_row(rows, row, model.dim, suite["precision"], suite.get("context", "independent"))
             outcomes.append(Outcome(row["task"], row["split"], row["subset"], row["main_score"], float(cell.main_score),
                                     tol, main_score_name=str(cell.main_score_name), run_dir=str(run_dir)))  # fmt: skip
         except Unavailable:

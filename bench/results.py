@@ -20,6 +20,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from bench.cells import with_context
+
 from bench.cache import atomic_write_bytes
 from bench.errors import InputError
 
@@ -131,13 +133,15 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     rows = read_frame(run_dir / ROWS, ROW_COLUMNS)
     if rows.empty:
         raise InputError(f"{run_dir / ROWS}: holds no rows")
-    return manifest, rows
+    return manifest, with_context(rows)
 
 
 def read_per_query(run_dir: Path) -> pd.DataFrame:
-    return read_frame(Path(run_dir) / PER_QUERY, ("model", "task", "backend", "dim", "precision", "query_id"))
+    frame = read_frame(Path(run_dir) / PER_QUERY, ("model", "task", "backend", "dim", "precision", "query_id"))
+    return with_context(frame)
 
 
 def read_intervals(run_dir: Path) -> pd.DataFrame:
-    return read_frame(Path(run_dir) / INTERVALS, ("model", "task", "backend", "dim", "precision", "metric",
-                                                   "ci_low", "ci_high"))  # fmt: skip
+    frame = read_frame(Path(run_dir) / INTERVALS, ("model", "task", "backend", "dim", "precision", "metric",
+                                                    "ci_low", "ci_high"))  # fmt: skip
+    return with_context(frame)

@@ -97,6 +97,7 @@ class SweepSchema(Schema):
     rescore_multiplier: Annotated[int, Field(ge=1, le=10_000)] | None = None  # the older single value
     calibration: Text | dict[str, Text | int] = "corpus"  # corpus | sample:N | file:PATH (bench.config)
     lexical: list[Text] = []  # lexical baselines (bench.lexical): bm25, bm25-stemmed
+    context: NonEmpty(Text) = ["independent"]  # how chunks are embedded (bench.contexts)
     output_dir: Annotated[Text, Field(min_length=1)] = "results"
     cache_dir: Annotated[Text, Field(min_length=1)] | None = None
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)] = 0
@@ -140,7 +141,7 @@ class HttpBackendSchema(Schema):
     kind: Literal["http"]
     name: Name
     url: Annotated[str, AfterValidator(_url)]
-    protocol: Literal["openai", "tei", "perplexity"] = "openai"
+    protocol: Literal["openai", "tei", "perplexity", "perplexity-context"] = "openai"
     model: Annotated[Text, Field(min_length=1, max_length=200)] | None = None
     api_key_env: Annotated[str, AfterValidator(_env_name)] | None = None
     encoding_format: Literal["float", "base64", "base64_int8", "base64_binary", "base64_ubinary"] | None = None
@@ -158,15 +159,31 @@ class HttpBackendSchema(Schema):
     # base64_int8 / base64_binary formats imply int8 / binary.
     output: Literal["float", "int8", "binary"] | None = None
     dtype: Literal["native"] = "native"
+    # perplexity-context (POST /v1/contextualizedembeddings): the API's limits, which every request
+    # is batched within, and how tokens are estimated before sending (UTF-8 bytes per token: 1 is an
+    # upper bound for byte-level tokenizers, so no request exceeds a limit; larger values trade that
+    # guarantee for fewer refused documents).
+    max_documents: Annotated[int, Field(ge=1, le=100_000)] = 512
+    max_chunks: Annotated[int, Field(ge=1, le=10_000_000)] = 16_000
+    max_document_tokens: Annotated[int, Field(ge=1, le=100_000_000)] = 32_000
+    max_request_tokens: Annotated[int, Field(ge=1, le=100_000_000)] = 120_000
+    bytes_per_token: Annotated[float, Field(ge=1, le=16)] = 1.0
 
 
-HTTP_FORMATS = {"openai": ("float", "base64"), "tei": ("float",), "perplexity": ("base64_int8", "base64_binary")}
+HTTP_FORMATS = {"openai": ("float", "base64"), "tei": ("float",), "perplexity": ("base64_int8", "base64_binary"),
+                "perplexity-context": ("base64_int8", "base64_binary")}  # fmt: skip
+CONTEXT_LIMIT_KEYS = ("max_documents", "max_chunks", "max_document_tokens", "max_request_tokens", "bytes_per_token")
 
 
 FORMAT_OUTPUT = {"base64_int8": "int8", "base64_binary": "binary"}
 
 
 def check_http_format(options: HttpBackendSchema) -> None:
+    """The format fits the protocol, the output fits the format, and the API limits are set only
+    for ``perplexity-context``."""
+    limits = [k for k in CONTEXT_LIMIT_KEYS if k in options.model_fields_set]
+    if limits and options.protocol != "perplexity-context":
+        raise ValueError(f"{limits[0]} is a setting of protocol perplexity-context only")
     if options.encoding_format and options.encoding_format not in HTTP_FORMATS[options.protocol]:
         raise ValueError(f"encoding_format {options.encoding_format!r} does not fit protocol {options.protocol} "
                          f"(use {' or '.join(HTTP_FORMATS[options.protocol])})")  # fmt: skip
@@ -176,7 +193,8 @@ def check_http_format(options: HttpBackendSchema) -> None:
 
 
 def http_format(options: HttpBackendSchema) -> str:
-    return options.encoding_format or {"perplexity": "base64_int8"}.get(options.protocol, "float")
+    return options.encoding_format or {"perplexity": "base64_int8", "perplexity-context": "base64_int8"}.get(
+        options.protocol, "float")  # fmt: skip
 
 
 def http_output(options: HttpBackendSchema) -> str:
@@ -197,7 +215,7 @@ class TaskSchema(Schema):
     """A task file (``tasks/retrieval/*.yaml``)."""
 
     name: Name
-    type: Literal["retrieval"] = "retrieval"
+    type: Literal["retrieval", "chunked-retrieval"] = "retrieval"  # chunked: documents are lists of chunks
     source: Text
     path: Text = "."
     split: Name | None = None  # None: the source's own (test for BEIR folders; MTEB's metadata)
@@ -210,6 +228,8 @@ class TaskSchema(Schema):
     license: Text = ""
     description: Text = ""
     reference: Text = ""
+    chunk_words: Annotated[int, Field(ge=1, le=100_000)] | None = None  # squad-chunked: the word budget
+    dataset: Annotated[Text, Field(min_length=1, max_length=300)] | None = None  # conteb: the hub dataset id
 
 
 class RoleTexts(Schema):
@@ -236,6 +256,7 @@ class ModelSchema(Schema):
     strip_modules: list[Text] = []
     mrl_dims: list[Annotated[int, Field(ge=1)]] = []
     architecture: dict[str, Any] = {}
+    contextual: bool = False  # the model embeds a document as its list of chunks (context native)
 
 
 def _identifier(value: str) -> str:
@@ -255,6 +276,7 @@ class SuiteSchema(Schema):
     backend: Any = "torch"
     tolerance: Annotated[float, Field(ge=0, le=1)] = 0.005
     tasks: list[Text] = []
+    context: Text = "independent"  # how chunks are embedded (bench.contexts), for chunked tasks such as ConTEB's
 
 
 class ProfileSchema(Schema):
@@ -296,8 +318,18 @@ class BaselineCell(Schema):
     dim: Annotated[int, Field(ge=0)]  # 0: a lexical baseline (no dimensions)
     precision: Text
     rescore_multiplier: Annotated[int, Field(ge=0)] = 0  # 0: a cell without a second stage
+    context: Text = "independent"  # how chunks were embedded (bench.contexts); older baselines: independent
     main_score_name: Text | None = None  # baselines from before it was stored have none
     metrics: Annotated[dict[str, BaselineMetric], Field(min_length=1)]
+
+
+class BaselinePerQueryRef(Schema):
+    """Where a baseline's per-query main scores are: a Parquet file beside the JSON, by its digest."""
+
+    file: Name  # a plain file name in the baseline's folder
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    metric: Literal["main_score"] = "main_score"
+    rows: Annotated[int, Field(ge=1)]
 
 
 class BaselineSchema(BaseModel):
@@ -311,6 +343,37 @@ class BaselineSchema(BaseModel):
     grid: dict[str, Any]
     grid_fingerprint: Text
     cells: Annotated[list[BaselineCell], Field(min_length=1)]
+    task_digests: dict[str, Text] | None = None  # baselines from before per-query scores have none
+    per_query: BaselinePerQueryRef | None = None
+
+
+# The per-query file of a baseline: one row per (cell, query), the main score of that query.
+BASELINE_PER_QUERY_COLUMNS = {"model": "text", "task": "text", "backend": "text", "dim": "integer",
+                              "precision": "text", "rescore_multiplier": "integer", "query_id": "text",
+                              "score": "number"}  # fmt: skip
+
+
+def validated_per_query(frame: Any, source: str) -> Any:
+    """A baseline's per-query frame checked against ``BASELINE_PER_QUERY_COLUMNS``: every column
+    present with its type, scores finite and within [0, 1], each (cell, query) once."""
+    from pandas.api import types
+
+    checks = {"text": lambda c: types.is_string_dtype(c) and c.map(lambda v: isinstance(v, str)).all(),
+              "integer": types.is_integer_dtype, "number": types.is_float_dtype}  # fmt: skip
+    for column, kind in BASELINE_PER_QUERY_COLUMNS.items():
+        if column not in frame.columns:
+            raise InputError(f"{source}: missing column {column!r}")
+        if not checks[kind](frame[column]):
+            raise InputError(f"{source}: column {column!r} must hold {kind} values, got {frame[column].dtype}")
+    scores = frame["score"].to_numpy()
+    bad = ~((scores >= 0) & (scores <= 1))  # NaN fails both comparisons
+    if bad.any():
+        raise InputError(f"{source}: score of query {frame['query_id'][bad].iloc[0]!r} is {float(scores[bad][0])!r}, "
+                         "not a finite number in [0, 1]")  # fmt: skip
+    duplicated = frame.duplicated(list(BASELINE_PER_QUERY_COLUMNS)[:-1])
+    if duplicated.any():
+        raise InputError(f"{source}: query {frame['query_id'][duplicated].iloc[0]!r} appears twice for one cell")
+    return frame
 
 
 class ManifestSchema(BaseModel):

@@ -12,6 +12,10 @@ is held (which decides ties), and smoke subsets.
 - **Instructions**: ``text + " " + instruction``; a missing (None) instruction adds nothing. A
   conversation (a list of turns) becomes ``"; "``-joined turns (``role: content`` for dict
   turns), with the instruction in front (MTEB's ``_create_dataloaders``).
+- **Chunked tasks**: documents are ordered lists of chunks and judgements name chunks (ConTEB's
+  layout). The corpus holds the chunks (searched, scored and tie-ordered like any document),
+  ``TaskData.documents`` keeps each document's chunk ids in order, for the context modes that
+  embed a chunk with its document around it.
 - **Ties**: the corpus is held in descending order of document id (code-point order, which is
   UTF-8 byte order), and exact search breaks ties by the lower position (``bench.search``), so
   ties at the top-k cut keep the larger ids, as MTEB's heap of ``(score, id)`` does. Within the
@@ -58,6 +62,17 @@ def judged(spec: TaskSpec, corpus: Mapping[str, str], queries: Mapping[str, str]
                     ignore_identical_ids=spec.ignore_identical_ids)  # fmt: skip
 
 
+def judged_chunks(spec: TaskSpec, documents: Mapping[str, Sequence[tuple[str, str]]], queries: Mapping[str, str],
+                  qrels: Mapping[str, Mapping[str, int]]) -> TaskData:  # fmt: skip
+    """A chunked task as evaluated: ``documents`` maps each document id to its (chunk id, text)
+    pairs in document order; judgements name chunk ids (checked by the loader). The same query
+    rule and tie order as every task apply, to the chunks."""
+    corpus = {chunk: text for chunks in documents.values() for chunk, text in chunks}
+    data = judged(spec, corpus, queries, qrels)
+    order = {d: tuple(chunk for chunk, _ in chunks) for d, chunks in documents.items()}
+    return TaskData(data.corpus, data.queries, data.qrels, data.ignore_identical_ids, documents=order)
+
+
 def document_text(title: str | None, text: str) -> str:
     """The text a model reads for a document, as MTEB builds it (a None title counts as empty)."""
     return (title + " " + text).strip() if title else text.strip()
@@ -83,9 +98,13 @@ def query_text(text: str | Sequence[object], instruction: str | None = None) -> 
 
 def subset(data: TaskData, limit: int) -> TaskData:
     """A smoke-test subset: the first ``limit`` judged queries (by id), their judged documents,
-    and the first ``10 * limit`` other documents of the corpus."""
+    and the first ``10 * limit`` other documents of the corpus. A chunked task keeps whole
+    documents (a chunk is never embedded without the rest of its document): those holding the
+    judged chunks, then further documents in id order until ``10 * limit`` more chunks are in."""
     if limit < 1:
         raise InputError(f"--limit must be at least 1, got {limit}")
+    if data.documents is not None:
+        return _chunked_subset(data, limit)
     qids = sorted(data.queries)[:limit]
     keep = {d for q in qids for d in data.qrels[q]}
     target = len(keep) + 10 * limit
@@ -96,3 +115,20 @@ def subset(data: TaskData, limit: int) -> TaskData:
     corpus = {d: t for d, t in data.corpus.items() if d in keep}
     return TaskData(corpus, {q: data.queries[q] for q in qids}, {q: data.qrels[q] for q in qids},
                     data.ignore_identical_ids)  # fmt: skip
+
+
+def _chunked_subset(data: TaskData, limit: int) -> TaskData:
+    qids = sorted(data.queries)[:limit]
+    owner = {chunk: doc for doc, chunks in data.documents.items() for chunk in chunks}
+    keep = {owner[c] for q in qids for c in data.qrels[q] if c in owner}
+    extra = 0
+    for doc in sorted(data.documents):
+        if extra >= 10 * limit:
+            break
+        if doc not in keep:
+            keep.add(doc)
+            extra += len(data.documents[doc])
+    chunks = {c for d in keep for c in data.documents[d]}
+    corpus = {c: t for c, t in data.corpus.items() if c in chunks}
+    return TaskData(corpus, {q: data.queries[q] for q in qids}, {q: data.qrels[q] for q in qids},
+                    data.ignore_identical_ids, {d: data.documents[d] for d in sorted(keep)})  # fmt: skip

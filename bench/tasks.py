@@ -1,7 +1,9 @@
 """Task specs from ``tasks/retrieval/*.yaml``, and the table of loaders for their data.
 
 One loader per data format, not one class per dataset: ``beir`` (``bench.beir``, a local BEIR
-folder) and ``mteb`` (``bench.mteb_tasks``, MTEB's own registry and loaders). A loader is named
+folder), ``mteb`` (``bench.mteb_tasks``, MTEB's own registry and loaders), and the chunked task
+kind: ``chunked`` (a local folder of documents as chunk lists) and ``squad-chunked`` (SQuAD-format
+answers, chunked at load time) in ``bench.chunked``, ``conteb`` (ConTEB on the hub, ``bench.conteb``). A loader is named
 here by its module and imported only when a task of its source is loaded.
 
 A declared name may stand for several (split, subset) pairs: ``mteb:<Task>`` without a subset or
@@ -16,6 +18,7 @@ import importlib
 from pathlib import Path
 from typing import Callable
 
+from bench.chunked import labelling_identity
 from bench.errors import InputError, unknown
 from bench.metrics import METRICS
 from bench.paths import default_tasks_dir
@@ -29,6 +32,11 @@ from bench.yamlio import load_yaml, require_mapping
 LOADERS: Registry[str] = Registry("task source")
 LOADERS.add("beir", "bench.beir:load_beir")
 LOADERS.add("mteb", "bench.mteb_tasks:load_mteb")
+LOADERS.add("chunked", "bench.chunked:load_chunked")
+LOADERS.add("squad-chunked", "bench.chunked:load_squad_chunked")
+LOADERS.add("conteb", "bench.conteb:load_conteb")
+# Sources whose documents are ordered lists of chunks, judged on chunks (``type: chunked-retrieval``).
+CHUNKED_SOURCES = ("chunked", "squad-chunked", "conteb")
 # source name -> "module:function" turning a declaration into its concrete (split, subset) specs;
 # a source without one is concrete as declared.
 EXPANDERS: Registry[str] = Registry("task source")
@@ -67,6 +75,7 @@ def read_task_spec(path: Path) -> TaskSpec:
         raise InputError(f"{raw.where('main_score')}: {unknown('main score', main_score, METRICS)}")
     if checked.query_filter not in QUERY_FILTERS:
         raise InputError(f"{raw.where('query_filter')}: {unknown('query filter', checked.query_filter, QUERY_FILTERS)}")
+    chunked = _check_kind(raw, checked)
     return TaskSpec(
         name=checked.name, source=source, path=(path.parent / checked.path).resolve(),
         split=checked.split if checked.split is not None else _from_source(source, "test"),
@@ -74,7 +83,32 @@ def read_task_spec(path: Path) -> TaskSpec:
         main_score=main_score, ignore_identical_ids=checked.ignore_identical_ids, revision=str(checked.revision),
         languages=tuple(checked.languages), query_filter=checked.query_filter, license=checked.license,
         description=checked.description.strip(), reference=checked.reference, defined_in=str(path),
+        chunked=chunked, chunk_words=checked.chunk_words or 0, dataset=checked.dataset or "",
+        chunker=labelling_identity(checked.chunk_words) if source == "squad-chunked" else "",
     )  # fmt: skip
+
+
+# source -> the keys only it takes (each refused elsewhere), and those it requires
+SOURCE_KEYS = {"squad-chunked": ("chunk_words",), "conteb": ("dataset",)}
+REQUIRED_KEYS = {"squad-chunked": ("chunk_words",), "conteb": ("dataset", "revision")}
+
+
+def _check_kind(raw, checked: TaskSchema) -> bool:
+    """The declared ``type`` fits the source (chunked sources are ``chunked-retrieval``), and
+    source-specific keys appear with their source only. True for a chunked task."""
+    chunked = checked.source in CHUNKED_SOURCES
+    expected = "chunked-retrieval" if chunked else "retrieval"
+    if checked.type != expected:
+        raise InputError(f"{raw.where('type')}: a task of source {checked.source} has type {expected}, "
+                         f"not {checked.type}")  # fmt: skip
+    for source, keys in SOURCE_KEYS.items():
+        for key in keys:
+            if key in raw and checked.source != source:
+                raise InputError(f"{raw.where(key)}: key {key!r} is for tasks of source {source} only")
+    for key in REQUIRED_KEYS.get(checked.source, ()):
+        if key not in raw or not raw[key]:
+            raise InputError(f"{raw.where()}: a task of source {checked.source} needs {key!r}")
+    return chunked
 
 
 def _base_name(name: str) -> str:

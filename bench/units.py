@@ -19,7 +19,7 @@ import numpy as np
 from bench import calibration, faults, lexical, measure, precisions, results
 from bench.cache import EmbeddingCache
 from bench.costs import encoder_costs
-from bench.embed import EncodeStats, LazyEncoder, embed
+from bench.embed import EncodeStats, LazyEncoder, embed, embed_in_context
 from bench.errors import InputError, StorageError
 from bench.evaluate import SCORING_VERSION, evaluate_index
 from bench.planning import Plan, digest
@@ -40,10 +40,15 @@ class EncodedTask:
 
 
 def encode_unit(the_plan: Plan, model: ModelSpec, backend: BackendSpec, task: str, cache: EmbeddingCache,
-                lazy: LazyEncoder) -> EncodedTask:  # fmt: skip
-    """Vectors of a task's corpus and queries: from the cache, encoding only what it lacks."""
+                lazy: LazyEncoder, context: str = "independent") -> EncodedTask:  # fmt: skip
+    """Vectors of a task's corpus and queries: from the cache, encoding only what it lacks. The
+    corpus is embedded in ``context`` (its chunks within their documents for late and native);
+    queries are always embedded alone."""
     data = the_plan.data[task]
-    docs, doc_stats = embed(data.corpus, Role.DOCUMENT, model, backend, cache, lazy)
+    if context == "independent":
+        docs, doc_stats = embed(data.corpus, Role.DOCUMENT, model, backend, cache, lazy)
+    else:
+        docs, doc_stats = embed_in_context(data.corpus, data.documents, context, model, backend, cache, lazy)
     queries, query_stats = embed(data.queries, Role.QUERY, model, backend, cache, lazy)
     extra = None
     if the_plan.calibration_texts is not None:  # embedded as documents, cached like them
@@ -67,19 +72,20 @@ def _encode_columns(docs: EncodeStats, queries: EncodeStats) -> dict:
 
 
 def cached_vectors(the_plan: Plan, model: ModelSpec, backend: BackendSpec, task: str,
-                   cache: EmbeddingCache) -> EncodedTask:  # fmt: skip
+                   cache: EmbeddingCache, context: str = "independent") -> EncodedTask:  # fmt: skip
     """A task's vectors from the cache alone (an encode unit filled it); never encodes."""
 
     def missing():
         raise InputError(f"{model.key} on {task}: vectors missing from the shared cache {cache.root}")
 
-    return encode_unit(the_plan, model, backend, task, cache, LazyEncoder(missing))
+    return encode_unit(the_plan, model, backend, task, cache, LazyEncoder(missing), context)
 
 
 def unit_costs(the_plan: Plan, encoded: EncodedTask, task: str, lazy: LazyEncoder, cache: EmbeddingCache,
-               model: ModelSpec, backend: BackendSpec) -> dict:  # fmt: skip
+               model: ModelSpec, backend: BackendSpec, context: str = "independent") -> dict:  # fmt: skip
     """The cost columns every cell of this unit carries: encode statistics and encoder costs."""
-    return {**encoded.info, **encoder_costs(the_plan.config, the_plan.data[task], lazy, cache, model, backend)}
+    data = the_plan.data[task]
+    return {**encoded.info, **encoder_costs(the_plan.config, data, lazy, cache, model, backend, context)}
 
 
 def cell_path(run_dir: Path, cell: Cell) -> Path:
@@ -95,10 +101,19 @@ def cell_identity(the_plan: Plan, cell: Cell) -> dict:
         "precision": cell.precision, "rescore_multiplier": cell.rescore_multiplier,
         "task_data": the_plan.task_digests.get(cell.task), "split": spec.split, "subset": spec.subset,
         "main_score": spec.main_score, "dataset_revision": spec.revision, "query_filter": spec.query_filter,
-        "vectors": the_plan.vector_digests.get((cell.model, cell.backend)), "top_k": config.top_k,
+        "vectors": the_plan.vector_digests.get((cell.model, cell.backend, cell.context)), "top_k": config.top_k,
         "calibration": calibration.describe(config.calibration), "limit": config.limit, "scoring": SCORING_VERSION,
-        "lexical": _lexical_identity(cell),
+        "lexical": _lexical_identity(cell), **_context_identity(the_plan, cell),
     }  # fmt: skip
+
+
+def _context_identity(the_plan: Plan, cell: Cell) -> dict:
+    """How the cell's chunks were embedded, and the task's chunker; absent for a cell of a
+    non-chunked task embedded alone, whose identity is what it was before contexts existed."""
+    spec = the_plan.tasks[cell.task]
+    if cell.context == "independent" and not spec.chunked:
+        return {}
+    return {"context": cell.context, "chunker": spec.chunker}
 
 
 def _lexical_identity(cell: Cell) -> list[str] | None:
@@ -188,13 +203,16 @@ def evaluate_cell(the_plan: Plan, cell: Cell, model: ModelSpec, encoded: Encoded
 
 def _task_columns(the_plan: Plan, task: str) -> dict:
     spec = the_plan.tasks[task]
+    chunked = {"chunker": spec.chunker, "n_chunked_documents": len(the_plan.data[task].documents or {})} \
+        if spec.chunked else {}  # fmt: skip
     return {"task_name": spec.name, "split": spec.split, "subset": spec.subset, "dataset_revision": spec.revision,
-            "main_score_name": spec.main_score, "query_filter": spec.query_filter}  # fmt: skip
+            "main_score_name": spec.main_score, "query_filter": spec.query_filter, **chunked}  # fmt: skip
 
 
 def _model_columns(model: ModelSpec) -> dict:
     return {"model_name": model.name, "model_revision": model.revision, "max_length": model.max_length or None,
-            "max_length_source": "registry" if model.max_length else "checkpoint"}  # fmt: skip
+            "max_length_source": "registry" if model.max_length else "checkpoint",
+            "registry_parameters": model.n_parameters or None}  # fmt: skip
 
 
 def _calibration_columns(config: SweepConfig, index: Index) -> dict:
@@ -212,7 +230,7 @@ def _search_columns(scores, n_queries: int) -> dict:
 def _record(cell: Cell, info: dict, scores) -> dict:
     return {
         "cell": {"model": cell.model, "task": cell.task, "backend": cell.backend, "dim": cell.dim,
-                 "precision": cell.precision, "rescore_multiplier": cell.rescore_multiplier},
+                 "precision": cell.precision, "rescore_multiplier": cell.rescore_multiplier, "context": cell.context},
         "info": info, "metrics": scores.means, "per_query": scores.per_query,
     }  # fmt: skip
 

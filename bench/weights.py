@@ -25,6 +25,9 @@ from bench.errors import InputError
 from bench.types import ModelSpec
 
 PINNED = re.compile(r"^[0-9a-f]{40}$")
+# A registry entry whose commit is not known yet says so with this revision: the registry lists it,
+# and every use of it is refused by the pinned-commit rule until a real commit is filled in.
+UNPINNED = "UNPINNED"
 
 
 def local_folder(spec: ModelSpec) -> Path | None:
@@ -45,8 +48,10 @@ def check_remote_code(spec: ModelSpec, where: str = "") -> None:
     if spec.weights_package or (spec.path and Path(spec.path).expanduser().is_dir()):
         return
     prefix = f"{where}: " if where else ""
+    placeholder = " (a placeholder: no commit is known to bench yet; fill in the one you reviewed)" \
+        if spec.revision == UNPINNED else ""  # fmt: skip
     raise InputError(f"{prefix}trust_remote_code runs code from the model repository, so model {spec.key} "
-                     f"must pin a 40-character commit revision, got {spec.revision!r}")  # fmt: skip
+                     f"must pin a 40-character commit revision, got {spec.revision!r}{placeholder}")  # fmt: skip
 
 
 def weights_location(spec: ModelSpec) -> str:

@@ -301,13 +301,39 @@ def _damage_rows(w, data: bytes | None = None, drop: str | None = None) -> Path:
     return w["tmp"] / "results" / "done"
 
 
-def _baseline(w, change) -> list[str]:
-    from bench.gate import make_baseline
+def _baseline(w, change, per_query=None) -> list[str]:
+    """A baseline of the finished run, its JSON changed by ``change`` and its per-query frame by
+    ``per_query`` (the JSON then records the changed file's digest, so only the content is bad)."""
+    import hashlib
 
-    baseline = make_baseline(w["tmp"] / "results" / "done")
+    from bench.gate import make_baseline, per_query_path, write_baseline
+
+    baseline, frame = make_baseline(w["tmp"] / "results" / "done")
     path = w["tmp"] / "baseline.json"
-    path.write_text(change(baseline) if callable(change) else change)
+    write_baseline(path, baseline, frame)
+    stored = json.loads(path.read_text())
+    if per_query is not None:
+        per_query(frame).to_parquet(per_query_path(path), index=False)
+        stored["per_query"]["sha256"] = hashlib.sha256(per_query_path(path).read_bytes()).hexdigest()
+    path.write_text(change(stored) if callable(change) else change)
     return ["check", str(w["tmp"] / "results" / "done"), "--baseline", str(path), "--json", str(w["tmp"] / "out.json")]
+
+
+def _set(frame, column, value, row=0):
+    frame = frame.copy()
+    frame.loc[row, column] = value
+    return frame
+
+
+def _tampered(w) -> list[str]:
+    argv = _baseline(w, json.dumps)
+    target = w["tmp"] / "baseline.per_query.parquet"
+    target.write_bytes(target.read_bytes() + b"\0")
+    return argv
+
+
+def _without(stored: dict, key: str) -> str:
+    return json.dumps({k: v for k, v in stored.items() if k != key})
 
 
 def _first_value(baseline: dict, value) -> str:
@@ -347,7 +373,49 @@ RESULT_CASES = {
                                          "--tolerance 'quality=rel:inf'"),
     "check with an unknown metric": (lambda w: [*_baseline(w, json.dumps), "--metrics", "ndcg_at_11"], 2,
                                      "unknown metric 'ndcg_at_11'"),
+    "check with a NaN hard limit": (lambda w: [*_baseline(w, json.dumps), "--hard-limit", "main_score=abs:nan"], 2,
+                                    "--hard-limit 'main_score=abs:nan': expected METRIC=abs:X"),
+    "check with a hard limit below the tolerance": (lambda w: [*_baseline(w, json.dumps), "--hard-limit",
+                                                               "quality=abs:0.001"], 2,
+                                                    "--hard-limit of main_score (0.001) is below its tolerance (0.005)"),
+    "check against a baseline without per-query scores": (lambda w: _baseline(w, lambda b: _without(b, "per_query")),
+                                                          2, "the baseline holds no per-query scores"),
+    "check against altered per-query scores": (_tampered, 2, "baseline.per_query.parquet: its SHA-256 is not the one"),
+    "check against a per-query file outside its folder": (
+        lambda w: _baseline(w, lambda b: json.dumps({**b, "per_query": {**b["per_query"], "file": "../x.parquet"}})),
+        2, "per_query.file: '../x.parquet' is not a valid name"),
+    "check against a missing per-query file": (
+        lambda w: _baseline(w, lambda b: json.dumps({**b, "per_query": {**b["per_query"], "file": "gone.parquet"}})),
+        2, "gone.parquet: cannot read the baseline's per-query scores"),
+    "check against a NaN per-query score": (lambda w: _baseline(w, json.dumps, lambda f: _set(f, "score", float("nan"))),
+                                            2, "is nan, not a finite number in [0, 1]"),
+    "check against a per-query score above 1": (lambda w: _baseline(w, json.dumps, lambda f: _set(f, "score", 1.5)),
+                                                2, "is 1.5, not a finite number in [0, 1]"),
+    "check against per-query scores of another mean": (
+        lambda w: _baseline(w, json.dumps, lambda f: _set(f, "score", 1.0 - f.score[0])), 2,
+        "the files do not belong together"),
+    "check against a per-query file without query ids": (
+        lambda w: _baseline(w, json.dumps, lambda f: f.drop(columns="query_id")), 2, "missing column 'query_id'"),
+    "check against a per-query file of string scores": (
+        lambda w: _baseline(w, json.dumps, lambda f: f.astype({"score": str})), 2,
+        "column 'score' must hold number values"),
+    "check a run whose per-query scores disagree with its rows": (
+        lambda w: (_baseline(w, json.dumps), _damage_per_query(w))[0], 2,
+        "the run's files do not belong together"),
+    "baseline from a run whose per-query scores disagree with its rows": (
+        lambda w: ["baseline", str(_damage_per_query(w)), "-o", str(w["tmp"] / "b.json")], 2,
+        "per_query.parquet: the per-query scores of cell"),
 }  # fmt: skip
+
+
+def _damage_per_query(w) -> bool:
+    import pandas as pd
+
+    path = w["tmp"] / "results" / "done" / "per_query.parquet"
+    frame = pd.read_parquet(path)
+    frame["ndcg_at_10"] = 1.0 - frame["ndcg_at_10"]
+    frame.to_parquet(path)
+    return w["tmp"] / "results" / "done"
 
 PROFILE_CASES = {
     "profile --lengths 0": (["--lengths", "0"], 2, "--lengths: lengths[0] must be at least 1, got 0"),

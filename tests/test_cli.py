@@ -27,8 +27,15 @@ def test_toy_sweep_prints_a_table_and_writes_rows_manifest_and_plots(toy_sweep, 
                      "toy__Toy__hashing-cpu-float32__score_vs_dim.png",
                      "toy__Toy__hashing-cpu-float32__score_vs_search_qps.png"]  # fmt: skip
     table = (run_dir / "table.md").read_text()
-    assert table.count("\n| toy | Toy | hashing-cpu-float32 | ") == 18 + 18 + 1  # search, cells, cost
-    assert "### Encoding cost" in out and "docs/s" in out
+    # repeated model/task/backend values are shown once per table: search, cells, cost
+    assert table.count("\n| toy | Toy | hashing-cpu-float32 | ") == 3
+    assert table.count("\n|  |  |  | ") == 17 + 17
+    headings = [line for line in table.splitlines() if line.startswith("#")]
+    assert headings == ["# Run " + run_dir.name, "## Quality", "### toy · Toy · hashing-cpu-float32",
+                        "## Encoding cost", "## Exact search", "## All cells"]  # fmt: skip
+    header = next(line for line in table.splitlines() if line.startswith("| model | task | backend | dimension"))
+    assert "_" not in header  # human column names, not result column names
+    assert "## Encoding cost" in out and "docs/s" in out and "peak RSS (MiB)" in out
 
 
 def test_report_rebuilds_tables_and_plots_from_files_only(toy_sweep, toy_tasks_dir, tmp_path, capsys):
@@ -38,7 +45,7 @@ def test_report_rebuilds_tables_and_plots_from_files_only(toy_sweep, toy_tasks_d
         p.unlink()
     (run_dir / "table.md").unlink()
     code, out, _ = _run(["report", str(run_dir)], capsys)
-    assert code == 0 and "ndcg_at_10" in out
+    assert code == 0 and "nDCG@10" in out
     assert len(list((run_dir / "plots").glob("*.png"))) == 7 and (run_dir / "table.md").is_file()
 
 

@@ -1,12 +1,15 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from bench import runner
 from bench.cli import main
 from bench.config import load_config, with_overrides
-from bench.results import ROWS
+from bench.results import PER_QUERY, ROWS
+from bench.testing import synthetic_task, write_beir_task, write_models
+from tests.conftest import TOY_MODEL
 
 
 @pytest.fixture
@@ -34,27 +37,27 @@ def test_an_identical_run_holds(two_runs, capsys):
     _, b, baseline = two_runs
     assert _check(b, baseline) == 0
     out = capsys.readouterr().out
-    assert "✅ no regressions" in out and "18 cells, 774 metric comparisons" in out
+    assert "✅ no regressions" in out and "18 cells, 18 metric comparisons" in out
+    assert "paired sign-flip test, Holm-adjusted across 18 cells" in out
     assert json.loads((b / "check.json").read_text())["regressions"] == 0
     stored = json.loads(baseline.read_text())
-    assert {"grid_fingerprint", "packages", "cells"} <= set(stored)
+    assert {"grid_fingerprint", "packages", "cells", "task_digests", "per_query"} <= set(stored)
     assert {"value", "ci_low", "ci_high"} <= set(stored["cells"][0]["metrics"]["ndcg_at_10"])
+    per_query = pd.read_parquet(baseline.parent / stored["per_query"]["file"])
+    assert stored["per_query"]["file"] == "baseline.per_query.parquet" and len(per_query) == 18 * 3
 
 
-def test_a_quality_drop_beyond_tolerance_is_a_regression(two_runs, capsys):
+def test_a_metric_without_per_query_scores_is_gated_on_its_tolerance(two_runs, capsys):
     _, b, baseline = two_runs
     _edit(b, "ndcg_at_10", lambda v: v - 0.01)
-    assert _check(b, baseline) == 1
+    assert _check(b, baseline, "--metrics", "ndcg_at_10") == 1
     out = capsys.readouterr().out
     assert "❌ 1 regression(s)" in out and "| toy | Toy | hashing-cpu-float32 | 16 | binary | ndcg_at_10 |" in out
-    assert _check(b, baseline, "--tolerance", "ndcg_at_10=abs:0.02") == 0
+    assert _check(b, baseline, "--metrics", "ndcg_at_10", "--tolerance", "ndcg_at_10=abs:0.02") == 0
 
 
 def test_the_main_score_is_gated_under_its_own_name(two_runs, capsys):
     _, b, baseline = two_runs
-    _edit(b, "main_score", lambda v: v - 0.01)
-    assert _check(b, baseline) == 1
-    assert "| toy | Toy | hashing-cpu-float32 | 16 | binary | main_score |" in capsys.readouterr().out
     _edit(b, "main_score_name", lambda v: v.replace("ndcg_at_10", "ndcg_at_1"))
     assert _check(b, baseline) == 2
     assert "the baseline's main score is ndcg_at_10, the run's is ndcg_at_1" in capsys.readouterr().err
@@ -96,3 +99,101 @@ def test_a_run_of_another_grid_is_a_usage_error(two_runs, toy_sweep, toy_tasks_d
     other = runner.run(with_overrides(load_config(toy_sweep), dims=(32, 8)), toy_tasks_dir, run_id="c")
     assert _check(other, baseline) == 2
     assert "different configurations" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the paired test
+
+
+@pytest.fixture
+def paired(tmp_path):
+    """Two identical runs of a 40-query generated task and a baseline of the first."""
+    tasks = tmp_path / "tasks"
+    write_beir_task(tasks, "Gen", *synthetic_task(n_queries=40, n_docs=80, seed=3))
+    write_models(tasks, {"toy": TOY_MODEL})
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("models: [toy]\ntasks: [Gen]\nbackends: [hashing]\ndims: [32, 16]\n"
+                     "precisions: [float32, int8, binary]\ntop_k: 20\nmeasure: false\nbootstrap_resamples: 200\n"
+                     f"output_dir: {tmp_path / 'results'}\ncache_dir: {tmp_path / 'cache'}\n")  # fmt: skip
+    a = runner.run(load_config(sweep), tasks, run_id="a")
+    b = runner.run(load_config(sweep), tasks, run_id="b")
+    baseline = tmp_path / "baseline.json"
+    assert main(["baseline", str(a), "-o", str(baseline)]) == 0
+    return b, baseline
+
+
+def _set_scores(run_dir, fn, precision="float32", dim=32) -> tuple[np.ndarray, np.ndarray]:
+    """Replace one cell's per-query main scores by ``fn(scores)`` and its row's means to match."""
+    per_query, rows = pd.read_parquet(run_dir / PER_QUERY), pd.read_parquet(run_dir / ROWS)
+    mask = (per_query.precision == precision) & (per_query.dim == dim)
+    before = per_query.loc[mask, "ndcg_at_10"].to_numpy()
+    per_query.loc[mask, "ndcg_at_10"] = fn(before.copy())
+    row = (rows.precision == precision) & (rows.dim == dim)
+    rows.loc[row, ["ndcg_at_10", "main_score"]] = per_query.loc[mask, "ndcg_at_10"].mean()
+    per_query.to_parquet(run_dir / PER_QUERY, index=False)
+    rows.to_parquet(run_dir / ROWS, index=False)
+    return before, per_query.loc[mask, "ndcg_at_10"].to_numpy()
+
+
+def _finding(run_dir, precision="float32", dim=32) -> dict:
+    findings = json.loads((run_dir / "check.json").read_text())["findings"]
+    return next(f for f in findings if f["precision"] == precision and f["dim"] == dim)
+
+
+def test_a_uniform_drop_of_0_02_on_every_query_fails(paired, capsys):
+    run, baseline = paired
+    _set_scores(run, lambda s: s - 0.02)
+    assert _check(run, baseline) == 1
+    out = capsys.readouterr().out
+    assert "❌ 1 regression(s)" in out and "beyond the tolerance, significant (paired)" in out
+    found = _finding(run)
+    assert found["worse_by"] == pytest.approx(0.02) and found["n_queries"] == 40
+    assert found["p_holm"] < 0.05 and found["hard_limit"] == 0.03  # not the hard limit: the test caught it
+    # the weaker, unpaired rule lets the same drop through: it stays inside the baseline's interval
+    assert _check(run, baseline, "--outside-ci") == 0
+
+
+def test_a_permutation_of_per_query_scores_with_the_same_mean_passes(paired, capsys):
+    run, baseline = paired
+    before, after = _set_scores(run, lambda s: np.random.default_rng(1).permutation(s))
+    assert (before != after).sum() >= 20 and after.mean() == pytest.approx(before.mean(), abs=1e-12)
+    assert _check(run, baseline) == 0
+    assert "✅ no regressions" in capsys.readouterr().out
+    assert _finding(run)["p_value"] > 0.05
+
+
+def test_a_drop_beyond_the_tolerance_on_one_query_is_not_significant(paired):
+    run, baseline = paired
+
+    def one_query(s):
+        s[np.argmax(s)] -= 0.3  # mean drop 0.0075 > 0.005, but one query alone proves nothing
+        return s
+
+    _set_scores(run, one_query)
+    assert _check(run, baseline) == 0
+    found = _finding(run)
+    assert found["worse_by"] == pytest.approx(0.0075) and found["p_value"] > 0.5 and not found["regressed"]
+
+
+def test_a_drop_beyond_the_hard_limit_fails_without_significance(paired, capsys):
+    run, baseline = paired
+
+    def two_queries(s):
+        top = np.argsort(s)[-2:]
+        s[top] = 0.0
+        return s
+
+    before, after = _set_scores(run, two_queries)
+    assert before.mean() - after.mean() > 0.03
+    assert _check(run, baseline) == 1
+    found = _finding(run)
+    assert found["reason"] == "beyond the hard limit" and found["p_value"] > 0.05
+    assert _check(run, baseline, "--hard-limit", "main_score=abs:0.2") == 0
+
+
+def test_a_run_of_other_queries_is_a_usage_error(paired, capsys):
+    run, baseline = paired
+    per_query = pd.read_parquet(run / PER_QUERY)
+    per_query.loc[per_query.query_id == "q000", "query_id"] = "q999"
+    per_query.to_parquet(run / PER_QUERY, index=False)
+    assert _check(run, baseline) == 2
+    assert "the run scored other queries than the baseline (40 and 40, 39 shared)" in capsys.readouterr().err

@@ -23,8 +23,13 @@ SUBCOMMAND_USAGE = [
     (["reproduce"], "the following arguments are required: suite"),
     (["profile", "--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
     (["export-mteb", "RUN"], "the following arguments are required: out"),
-    (["ls"], "the following arguments are required: tasks|models"),
-    (["ls", "things"], "argument tasks|models: invalid choice: 'things'"),
+    (["ls"], "the following arguments are required: tasks|models|runs"),
+    (["ls", "things"], "argument tasks|models|runs: invalid choice: 'things'"),
+    (["compare"], "the following arguments are required: RUN"),
+    (["compare", "a", "b", "--across", "tasks"], "argument --across: invalid choice: 'tasks'"),
+    (["query", "model"], "the following arguments are required: NAME|BYTES"),
+    (["query", "size", "1"], "argument model|budget|task: invalid choice: 'size'"),
+    (["check", "RUN", "--baseline", "b.json", "--hard-limit", "x"], "--hard-limit 'x': expected METRIC=abs:X"),
 ]
 
 

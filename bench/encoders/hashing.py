@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from bench.encoders import EncoderOptions, prompted
+from bench.encoders.batching import by_chunks
 from bench.types import BackendSpec, ModelSpec, Role
 
 _WORD = re.compile(r"\w+")
@@ -65,6 +66,19 @@ class HashingEncoder:
             out[row] += 0.01 * np.sin(np.arange(self.dim) + len(text))
         return out
 
+    def document_batches(self, documents: Sequence[Sequence[str]]) -> list[list[int]]:
+        """About ``chunk_size`` chunks per call, whole documents only."""
+        return by_chunks(documents, self.chunk_size)
+
+    def encode_documents(self, documents: Sequence[Sequence[str]], context: str) -> list[np.ndarray]:
+        """A weightless stand-in for late chunking (context ``late``): each chunk's vector plus half
+        the mean of its document's chunk vectors, so a chunk's vector depends on its document."""
+        out = []
+        for chunks in documents:
+            alone = self.encode(list(chunks), Role.DOCUMENT)
+            out.append(alone + 0.5 * alone.mean(axis=0, keepdims=True))
+        return out
+
     def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(len(_WORD.findall(t)) for t in texts)
 
@@ -77,6 +91,10 @@ ALGORITHM = 1  # bump when the hashing changes: cached vectors of the old one ar
 
 def fingerprint(model: ModelSpec, backend: BackendSpec, role: Role, cache_root) -> dict:
     return {"algorithm": ALGORITHM, "dim": model.dim, "prompt": model.prompts.get(role.value, "")}
+
+
+def context_fingerprint(model: ModelSpec, backend: BackendSpec, context: str) -> dict:
+    return {"rule": "chunk + 0.5 * mean of its document's chunks", "version": 1}
 
 
 def create(model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> HashingEncoder:

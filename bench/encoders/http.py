@@ -8,6 +8,15 @@ Protocols:
   (false unless configured: pplx-embed-v1's int8 needs the raw vector) and ``truncate``.
 - ``perplexity``: the Perplexity embeddings API, OpenAI-shaped, whose default output is
   base64-encoded int8 (``base64_int8``) or packed binary (``base64_binary``) vectors.
+- ``perplexity-context``: Perplexity's contextualized embeddings API (``POST
+  /v1/contextualizedembeddings``, pplx-embed-context-v1): ``input`` is a list of documents, each
+  the list of its chunks in order; the answer holds per document (``index``) one embedding per
+  chunk (``index``). Requests are batched within the API's limits (``max_documents`` 512,
+  ``max_chunks`` 16,000, ``max_document_tokens`` 32,000 per document, ``max_request_tokens``
+  120,000 per request), tokens estimated as UTF-8 bytes / ``bytes_per_token`` (1 by default: an
+  upper bound for byte-level tokenizers); a document over the per-document limit is refused in one
+  line before anything is sent. A single text (a query, or a chunk embedded ``independent``) is
+  sent as a document of one chunk.
 
 Requests run ``concurrency`` at a time (the harness stores each finished batch in the cache as it
 arrives) on one asyncio event loop in a background thread. ``timeout`` is a total deadline per
@@ -29,6 +38,7 @@ import concurrent.futures
 import email.utils
 import json
 import logging
+import math
 import os
 import random
 import threading
@@ -45,8 +55,8 @@ from bench.types import BackendSpec, ModelSpec, Role
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("openai", "tei", "perplexity")
-DEFAULT_FORMAT = {"openai": "float", "tei": "float", "perplexity": "base64_int8"}
+PROTOCOLS = ("openai", "tei", "perplexity", "perplexity-context")
+DEFAULT_FORMAT = {"openai": "float", "tei": "float", "perplexity": "base64_int8", "perplexity-context": "base64_int8"}
 TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
@@ -113,6 +123,18 @@ def fingerprint(model: ModelSpec, backend: BackendSpec, role: Role, cache_root) 
     }  # fmt: skip
 
 
+def context_fingerprint(model: ModelSpec, backend: BackendSpec, context: str) -> dict:
+    """Context native on a server: the contextualized endpoint embeds each document's chunk list
+    (its endpoint, model and format are in ``fingerprint`` already)."""
+    return {"native": "the server embeds each document's list of chunks, one vector per chunk", "version": 1}
+
+
+def estimated_tokens(text: str, bytes_per_token: float) -> int:
+    """Tokens a text may take: its UTF-8 bytes / ``bytes_per_token``, rounded up (with 1, an upper
+    bound for byte-level BPE tokenizers such as Qwen3's: every token is at least one byte)."""
+    return math.ceil(len(text.encode("utf-8")) / bytes_per_token)
+
+
 def endpoint_key(url: str) -> str:
     """scheme://host:port/path with the default port made explicit and the host lower-cased."""
     parts = urlsplit(url)
@@ -140,6 +162,7 @@ class HttpEncoder:
         self.timeout, self.max_bytes = o.timeout, o.max_response_bytes
         self.role_field, self.role_values = model.role_field, dict(model.role_values)
         self.prompts = dict(model.prompts)
+        self.limits = (o.max_documents, o.max_chunks, o.max_document_tokens, o.max_request_tokens, o.bytes_per_token)
         self.headers = {"Content-Type": "application/json", **api_key_header(o.api_key_env, backend.id)}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"bench-http-{backend.name}", daemon=True)
@@ -175,7 +198,35 @@ class HttpEncoder:
 
     def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
         """One request (with its retries) for ``texts``; blocks the calling thread only."""
-        future = self._call(self._encode(self._body(texts, role), len(texts)))
+        if self.protocol == "perplexity-context":  # a text is a document of one chunk
+            documents = [[t] for t in prompted(texts, self.prompts, role)]
+            return np.concatenate([v for b in self.document_batches(documents)
+                                   for v in self.encode_documents([documents[i] for i in b], "native")])  # fmt: skip
+        return self._request(self._body(texts, role), lambda content: self._parse(content, len(texts)))
+
+    def document_batches(self, documents: Sequence[Sequence[str]]) -> list[list[int]]:
+        """Requests within the API's limits; a document over the per-document limit is refused."""
+        from bench.encoders.batching import DocumentLimits, document_batches
+
+        max_docs, max_chunks, doc_tokens, request_tokens, per_token = self.limits
+        sizes = [[estimated_tokens(c, per_token) for c in doc] for doc in documents]
+        for doc, size in zip(documents, sizes):
+            if sum(size) > doc_tokens:
+                raise InputError(f"{self.label}: a document of {len(doc)} chunks may hold {sum(size):,} tokens "
+                                 f"(UTF-8 bytes / {per_token:g}), over the API's {doc_tokens:,} per document; no "
+                                 "request can hold it (cut it into smaller documents, or raise bytes_per_token)")  # fmt: skip
+        return document_batches(sizes, DocumentLimits(min(max_docs, self.chunk_size), max_chunks, request_tokens))
+
+    def encode_documents(self, documents: Sequence[Sequence[str]], context: str) -> list[np.ndarray]:
+        """One request (with its retries) for ``documents``, each a list of chunks (``native``)."""
+        body = {"input": [list(d) for d in documents], "model": self.remote_model, "encoding_format": self.format}
+        if self.dimensions:
+            body["dimensions"] = int(self.dimensions)
+        counts = [len(d) for d in documents]
+        return self._request(body, lambda content: self._parse_documents(content, counts))
+
+    def _request(self, body: dict, parse):
+        future = self._call(self._encode(body, parse))
         with self._lock:
             self._inflight.add(future)
         try:
@@ -202,10 +253,10 @@ class HttpEncoder:
                 pass
             self._loop.call_soon_threadsafe(self._loop.stop)
 
-    async def _encode(self, body: dict, n_texts: int) -> np.ndarray:
+    async def _encode(self, body: dict, parse):
         for attempt in range(self.max_retries + 1):
             try:
-                return self._parse(await self._post(body), n_texts)
+                return parse(await self._post(body))
             except TransientError as exc:
                 if attempt == self.max_retries:
                     raise EncoderError(f"{self.label}: gave up after {attempt + 1} attempts ({exc.reason})") from None
@@ -273,6 +324,24 @@ class HttpEncoder:
             raise EncoderError(f"{self.label}: returned vectors of width {sorted(widths)}, expected {self.dim}")
         return np.stack(vectors).astype(np.float32)
 
+    def _parse_documents(self, content: bytes, counts: list[int]) -> list[np.ndarray]:
+        """Per document, its chunks' vectors in order; the answer's document and chunk ``index``
+        values must be exactly the request's positions."""
+        try:
+            documents = _in_order(json.loads(content)["data"], len(counts), "document")
+            out = [self._chunk_vectors(doc, n) for doc, n in zip(documents, counts)]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EncoderError(f"{self.label}: malformed response ({type(exc).__name__}: {redact(str(exc))[:100]})") from None
+        return out
+
+    def _chunk_vectors(self, document: dict, n_chunks: int) -> np.ndarray:
+        items = _in_order(document["data"], n_chunks, "chunk")
+        vectors = [decode_vector(item["embedding"], self.format, self.dim) for item in items]
+        widths = {len(v) for v in vectors}
+        if widths != {self.dim}:
+            raise EncoderError(f"{self.label}: returned vectors of width {sorted(widths)}, expected {self.dim}")
+        return np.stack(vectors).astype(np.float32)
+
     def _items(self, payload: object, n_texts: int) -> list:
         """The embeddings in request order. OpenAI-style answers carry an ``index`` per item, which
         must be exactly a permutation of the request's positions: a duplicate or a gap would give
@@ -288,6 +357,17 @@ class HttpEncoder:
         if len(data) == n_texts and sorted(indexes) != list(range(n_texts)):
             raise ValueError(f"the 'index' values are not a permutation of 0..{n_texts - 1}")
         return [d["embedding"] for d in sorted(data, key=lambda d: d["index"])]
+
+
+def _in_order(items: list, n: int, what: str) -> list:
+    """``items`` sorted by their ``index``, which must be exactly 0..n-1 (a gap or a duplicate would
+    give one chunk another chunk's vector)."""
+    indexes = [item["index"] for item in items]
+    if any(isinstance(i, bool) or not isinstance(i, int) for i in indexes):
+        raise ValueError(f"a {what} 'index' is not an integer")
+    if sorted(indexes) != list(range(n)):
+        raise ValueError(f"{len(items)} {what}s with 'index' values that are not a permutation of 0..{n - 1}")
+    return sorted(items, key=lambda item: item["index"])
 
 
 def api_key_header(variable: str | None, backend_id: str) -> dict[str, str]:
