@@ -38,7 +38,7 @@ def text_digest(text: str) -> bytes:
 
 TMP_SUFFIX = ".tmp"
 # The folders bench writes under a cache root (the only places it clears stale temporaries in).
-CACHE_FOLDERS = ("embeddings", "costs", "matrices", "indexes", "onnx", "cells", "plots", "weights")
+CACHE_FOLDERS = ("embeddings", "costs", "matrices", "indexes", "onnx", "openvino", "cells", "plots", "weights")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

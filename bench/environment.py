@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 PACKAGES = ("bench", "numpy", "torch", "transformers", "sentence-transformers", "pytrec-eval-terrier",
-            "pandas", "pyarrow", "mteb", "onnxruntime", "faiss-cpu")  # fmt: skip
+            "pandas", "pyarrow", "mteb", "onnxruntime", "openvino", "nncf", "faiss-cpu")  # fmt: skip
 
 
 def _git(*args: str) -> str | None:
@@ -69,6 +69,37 @@ def cpu_capabilities() -> dict[str, bool]:
     """Which of the features that matter for embedding throughput this CPU has."""
     flags = cpu_flags()
     return {name: name in flags for name in CPU_FEATURES}
+
+
+def cpu_signature() -> str:
+    """Vendor, family, model and stepping of the first CPU (Linux): what names a CPU generation
+    where the model name is generic, as under a hypervisor ("Intel Xeon Processor")."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                break
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    except OSError:
+        return platform.machine()
+    return (f"{fields.get('vendor_id', '?')} family {fields.get('cpu family', '?')} model {fields.get('model', '?')} "
+            f"stepping {fields.get('stepping', '?')}")  # fmt: skip
+
+
+def cpu_class(flags: set[str] | None = None) -> str:
+    """The CPU's class for cost figures: its fastest matrix instructions. Ratios measured on one
+    class say nothing about another (int8 and bfloat16 gain most from VNNI and AMX)."""
+    flags = cpu_flags() if flags is None else flags
+    if flags & {"amx_int8", "amx_bf16"}:
+        return "AMX"
+    if "avx512_vnni" in flags:
+        return "AVX-512 VNNI, no AMX"
+    if "avx512f" in flags:
+        return "AVX-512 without VNNI"
+    if "avx2" in flags:
+        return "AVX2 + AVX-VNNI" if "avx_vnni" in flags else "AVX2 only"
+    return "no AVX2"
 
 
 def native_cpu_dtype(dtype: str, flags: set[str] | None = None) -> bool:

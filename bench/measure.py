@@ -193,7 +193,9 @@ def search_latencies(search: Callable[[np.ndarray], object], queries: np.ndarray
 
 def matmul_peak_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 5, device: str = "cpu",
                        budget: float | None = None) -> float:  # fmt: skip
-    """This machine's measured dense matrix-multiply rate (GFLOP/s) in torch, best of ``repeats``.
+    """This machine's measured dense matrix-multiply rate (GFLOP/s; for ``int8``, integer
+    operations per second) in torch, best of ``repeats``. ``int8`` is ``torch._int_mm`` (int8
+    inputs, int32 accumulation: what VNNI and AMX-INT8 speed up).
 
     With a ``budget`` (seconds), the measurement itself stays within it: a small product first
     estimates the rate, the matrix size is cut until one product takes at most a tenth of the
@@ -201,36 +203,41 @@ def matmul_peak_gflops(dtype: str = "float32", size: int = 2048, repeats: int = 
     minutes)."""
     import torch
 
-    dt = getattr(torch, dtype)
     if budget is not None:
-        size = _size_within(dt, size, device, budget / 10)
-    a = torch.randn(size, size, dtype=dt, device=device)
-    b = torch.randn(size, size, dtype=dt, device=device)
+        size = _size_within(dtype, size, device, budget / 10)
+    a, b = _operands(torch, dtype, size, device), _operands(torch, dtype, size, device)
     best, started = float("inf"), time.perf_counter()
     for _ in range(repeats + 1):
-        best = min(best, _timed_matmul(torch, a, b, device))
+        best = min(best, _timed_matmul(torch, dtype, a, b, device))
         if budget is not None and time.perf_counter() - started > budget:
             break
     return 2.0 * size**3 / best / 1e9
 
 
-def _timed_matmul(torch, a, b, device: str) -> float:
+def _operands(torch, dtype: str, size: int, device: str):
+    if dtype == "int8":
+        return torch.randint(-128, 128, (size, size), dtype=torch.int8, device=device)
+    return torch.randn(size, size, dtype=getattr(torch, dtype), device=device)
+
+
+def _timed_matmul(torch, dtype: str, a, b, device: str) -> float:
+    product = torch._int_mm if dtype == "int8" else torch.matmul
     if device == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
-    torch.matmul(a, b)
+    product(a, b)
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t
 
 
-def _size_within(dt, size: int, device: str, seconds: float) -> int:
+def _size_within(dtype: str, size: int, device: str, seconds: float) -> int:
     """The largest of size, size/2, size/4, ... (at least 128) whose product fits ``seconds``."""
     import torch
 
     probe = 128
-    x = torch.randn(probe, probe, dtype=dt, device=device)
-    rate = 2.0 * probe**3 / max(_timed_matmul(torch, x, x, device), 1e-9)  # FLOP/s at a small size
+    x = _operands(torch, dtype, probe, device)
+    rate = 2.0 * probe**3 / max(_timed_matmul(torch, dtype, x, x, device), 1e-9)  # FLOP/s at a small size
     while size > probe and 2.0 * size**3 / rate > seconds:
         size //= 2
     return max(size, probe)

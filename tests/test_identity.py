@@ -143,6 +143,25 @@ def test_pooling_that_leaves_the_prompt_out_is_honoured(tmp_path, st_reference, 
     assert not np.allclose(_ours(folder, role), _ours(included, role), atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["onnx", "openvino"])
+def test_exported_graph_backends_apply_the_checkpoints_prompts_and_refuse_what_they_cannot_pool(tmp_path, st_reference,
+                                                                                              kind):  # fmt: skip
+    """onnx and openvino pool in NumPy from the checkpoint's configuration: its prompts per role
+    reach the vectors as in sentence-transformers, and pooling that leaves the prompt out (which
+    they cannot reproduce) is refused in one line before anything is exported."""
+    pytest.importorskip(kind)
+    folder = _checkpoint(tmp_path, "prompted", prompts={"query": "query: ", "document": "passage: "})
+    model = ModelSpec(key="m", name="org/m", revision="v1", dim=384, path=str(folder))
+    encoder = make_encoder(model, parse_backend(kind), EncoderOptions(2, tmp_path / "cache"))
+    for role in (Role.QUERY, Role.DOCUMENT):
+        np.testing.assert_allclose(encoder.encode(TEXTS, role), st_reference(folder, role), atol=1e-4)
+    excluded = _checkpoint(tmp_path, "excluded", prompts={"query": "query: "}, include_prompt=False)
+    model = ModelSpec(key="x", name="org/x", revision="v1", dim=384, path=str(excluded))
+    with pytest.raises(InputError, match=rf"^{kind} backend: pooling that leaves the prompt out \(include_prompt: "
+                                         r"false\) is not supported; use the torch backend for this model$"):  # fmt: skip
+        make_encoder(model, parse_backend(kind), EncoderOptions(2, tmp_path / "cache"))
+
+
 def test_the_checkpoints_token_limit_applies_unless_the_registry_overrides_it(tmp_path, st_reference):
     folder = _checkpoint(tmp_path, "short", max_seq_length=8)
     np.testing.assert_allclose(_ours(folder, Role.DOCUMENT), st_reference(folder, Role.DOCUMENT), atol=1e-5)

@@ -135,3 +135,46 @@ def test_the_peak_measurement_keeps_to_its_budget():
     t0 = time.perf_counter()
     assert matmul_peak_gflops("float32", 4096, repeats=50, budget=0.5) > 0
     assert time.perf_counter() - t0 < 3.0  # 50 products of 4096^3 would take minutes here
+
+
+def test_the_int8_peak_is_measured_within_its_budget_too():
+    import time
+
+    from bench.measure import matmul_peak_gflops
+
+    t0 = time.perf_counter()
+    assert matmul_peak_gflops("int8", 4096, repeats=50, budget=0.5) > 0  # int8 x int8 -> int32 (VNNI, AMX-INT8)
+    assert time.perf_counter() - t0 < 3.0
+
+
+@pytest.mark.parametrize("flags,expected", [
+    ({"avx2", "fma"}, "AVX2 only"),
+    ({"avx2", "avx_vnni"}, "AVX2 + AVX-VNNI"),
+    ({"avx2", "avx512f"}, "AVX-512 without VNNI"),
+    ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, "AVX-512 VNNI, no AMX"),
+    ({"avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8", "amx_bf16"}, "AMX"),
+    (set(), "no AVX2"),
+])  # fmt: skip
+def test_cost_figures_name_the_cpu_class_they_hold_for(flags, expected):
+    from bench.environment import cpu_class
+
+    assert cpu_class(flags) == expected
+
+
+def test_every_cpu_dtype_a_backend_offers_is_native_or_warned_about(toy_sweep, toy_tasks_dir, monkeypatch, caplog):
+    """On an AVX2-only CPU, validating a sweep warns exactly for the dtypes such a CPU emulates,
+    whichever backend offers them (new backends included: the check reads the backend table)."""
+    from bench import environment
+    from bench.config import load_config, validate, with_overrides
+    from bench.encoders import BACKENDS, parse_backend
+
+    monkeypatch.setattr(environment, "cpu_flags", lambda: {"avx2", "fma"})
+    for kind in BACKENDS:
+        if "cpu" not in BACKENDS.get(kind).devices:
+            continue
+        for dtype in BACKENDS.get(kind).dtypes:
+            caplog.clear()
+            config = with_overrides(load_config(toy_sweep), backends=(parse_backend(f"{kind}-cpu-{dtype}"),), dims=(32,))
+            validate(config, toy_tasks_dir)
+            warned = [r.getMessage() for r in caplog.records if "no hardware" in r.getMessage()]
+            assert len(warned) == (dtype in ("bfloat16", "float16")), (kind, dtype, warned)

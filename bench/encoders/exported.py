@@ -1,0 +1,158 @@
+"""What the backends that run an exported graph (``onnx``, ``openvino``) share.
+
+At export time the model's sentence-transformers chain is read once: its tokenizer file, token
+limit, prompts per role, pooling mode and normalization go into the export folder beside the
+graph (``tokenizer.json``, ``config.json``). At encode time texts get the prompt for their role,
+are tokenized with that tokenizer file, batched by token length, run through the graph (any
+``forward(feeds) -> last_hidden_state``), then pooled and normalized in NumPy as the checkpoint
+says. Export folders are created atomically: built in a temporary folder, then renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from bench.cache import new_dir_mode
+from bench.encoders import prompted
+from bench.encoders.batching import mean_pool, pad, sorted_batches
+from bench.errors import InputError
+from bench.types import ModelSpec, Role
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def pooling(st, who: str) -> dict:
+    """The checkpoint's pooling (mean or cls) and whether it normalizes; anything the NumPy
+    pooling cannot reproduce exactly is refused in one line."""
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    modules = list(st)
+    if not (isinstance(modules[0], Transformer) and len(modules) > 1 and isinstance(modules[1], Pooling)):
+        raise InputError(f"{who} backend: the model must be a Transformer followed by Pooling")
+    if any(not isinstance(m, Normalize) for m in modules[2:]):
+        raise InputError(f"{who} backend: only a Normalize module may follow Pooling")
+    config = modules[1].get_config_dict()
+    mode = config["pooling_mode"]
+    if mode not in ("mean", "cls"):
+        raise InputError(f"{who} backend: pooling mode {mode!r} is not supported (mean or cls)")
+    if config.get("include_prompt", True) is False:
+        raise InputError(f"{who} backend: pooling that leaves the prompt out (include_prompt: false) is not "
+                         "supported; use the torch backend for this model")  # fmt: skip
+    return {"mode": mode, "normalize": len(modules) > 2}
+
+
+def checkpoint_prompts(st) -> dict[str, str]:
+    """The prompt per role sentence-transformers' encode_query / encode_document would use."""
+    prompts, default = dict(st.prompts or {}), st.default_prompt_name
+    out = {}
+    for role, names in (("query", ["query"]), ("document", ["document", "passage", "corpus"])):
+        name = next((n for n in names if n in prompts), default)
+        out[role] = prompts.get(name, "") if name else ""
+    return out
+
+
+def input_names(st, who: str) -> list[str]:
+    """The graph's inputs: the tokenizer's, in the order ``forward`` takes them."""
+    names = [n for n in INPUT_NAMES if n in st.tokenizer.model_input_names]
+    if names[:2] != ["input_ids", "attention_mask"]:
+        raise InputError(f"{who} backend: the tokenizer must give input_ids and attention_mask, got {names}")
+    return names
+
+
+def write_meta(st, target: Path, who: str, **extra) -> dict:
+    """Write the tokenizer file and ``config.json`` (inputs, padding id, token limit, prompts,
+    pooling, and ``extra`` fields) into an export folder; return the config."""
+    (target / "tokenizer.json").write_text(st.tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
+    meta = {"inputs": input_names(st, who), "pad_id": st.tokenizer.pad_token_id, "max_length": st.max_seq_length,
+            "prompts": checkpoint_prompts(st), **pooling(st, who), **extra}  # fmt: skip
+    (target / "config.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return meta
+
+
+def hidden_states_module(st):
+    """The checkpoint's transformer as a torch module ``(input_ids, attention_mask[, token_type_ids])
+    -> last_hidden_state``, for exporters that trace it."""
+    import torch
+
+    auto = st[0].auto_model.eval()
+
+    class HiddenStates(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = auto
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+
+    return HiddenStates()
+
+
+def build_atomically(folder: Path, build: Callable[[Path], None]) -> Path:
+    """``folder``, built by ``build(tmp)`` in a temporary sibling and renamed into place, unless
+    it already holds a ``config.json`` (the last file every build writes)."""
+    if (folder / "config.json").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
+    tmp.chmod(new_dir_mode())  # mkdtemp makes 0700; the export is a folder like any other
+    try:
+        build(tmp)
+        os.replace(tmp, folder) if not folder.exists() else shutil.rmtree(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+class TokenizedGraph:
+    """Tokenize, batch by length, run ``forward`` per batch, pool and normalize: the encode loop of
+    a backend that runs an exported graph (see ``bench.encoders.Encoder``)."""
+
+    def __init__(self, folder: Path, model: ModelSpec, batch_size: int, forward: Callable[[dict], np.ndarray]) -> None:
+        from tokenizers import Tokenizer
+
+        self.config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(model.max_length or self.config["max_length"])
+        self.prompts = {**self.config.get("prompts", {}), **model.prompts}  # the registry's win
+        self.batch_size, self.forward = batch_size, forward
+
+    def tokenize(self, texts: Sequence[str], role: Role = Role.DOCUMENT):
+        return self.tokenizer.encode_batch(prompted(texts, self.prompts, role))
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return sum(len(e.ids) for e in self.tokenize(texts))
+
+    def encode(self, texts: Sequence[str], role: Role) -> np.ndarray:
+        encodings = self.tokenize(texts, role)
+        out: np.ndarray | None = None
+        for batch in sorted_batches([len(e.ids) for e in encodings], self.batch_size):
+            vectors = self.pool(*self.run([encodings[i].ids for i in batch]))
+            if out is None:
+                out = np.zeros((len(texts), vectors.shape[1]), np.float32)
+            out[batch] = vectors
+        return out if out is not None else np.zeros((0, 0), np.float32)
+
+    def feeds(self, rows: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
+        """The graph's inputs for token id rows (right-padded; one segment)."""
+        ids, mask = pad(rows, self.config["pad_id"])
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        return {n: feeds[n] for n in self.config["inputs"]}
+
+    def run(self, rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        feeds = self.feeds(rows)
+        return self.forward(feeds), feeds["attention_mask"]
+
+    def pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        vectors = mean_pool(hidden, mask) if self.config["mode"] == "mean" else hidden[:, 0]
+        if self.config["normalize"]:
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors.astype(np.float32)
