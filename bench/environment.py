@@ -102,6 +102,19 @@ def cpu_class(flags: set[str] | None = None) -> str:
     return "no AVX2"
 
 
+def machine_line() -> str:
+    """One line naming the CPU a figure was measured on: model, signature, logical CPUs, class and
+    load average (benchmarks print it first, so no figure travels without its machine)."""
+    import os
+
+    try:
+        load = f"; load average {os.getloadavg()[0]:.2f}"
+    except OSError:
+        load = ""
+    return (f"CPU: {cpu_model()} ({cpu_signature()}), {os.cpu_count()} logical CPUs; "
+            f"class: {cpu_class()}{load}")  # fmt: skip
+
+
 def native_cpu_dtype(dtype: str, flags: set[str] | None = None) -> bool:
     """Whether this CPU computes ``dtype`` matrix products in hardware. Without AVX512_BF16 or
     AMX (bfloat16), or AVX512_FP16 or AMX-FP16 (float16), torch emulates them in software,

@@ -18,7 +18,7 @@ from bench.cache import atomic_write_bytes
 from bench.cells import DEFAULT_CONTEXT, is_lexical, reference_rows
 from bench.layout import context_pairs, group_stem, group_title, groups, metric_label, point_label, score_label, variants
 from bench.names import file_stem
-from bench.stats import ALPHA
+from bench.stats import ALPHA, holm
 
 # Line styles and markers cycle independently of colours, so lines that coincide (float16 on
 # float32) stay visible: each later variant is drawn dashed or dotted with a smaller marker.
@@ -318,11 +318,12 @@ def plot_contexts(rows: pd.DataFrame, out_dir: Path) -> list[Path]:
         left.legend(fontsize=7)
         left.grid(alpha=0.3)
         palette = plt.get_cmap("tab20").colors
-        p_column = "vs_independent_p_holm" if "vs_independent_p_holm" in cells.columns else "vs_independent_p_value"
+        if "vs_independent_p_holm" not in cells.columns:  # rows stored before the adjusted column
+            cells = cells.assign(vs_independent_p_holm=holm(list(cells.vs_independent_p_value.fillna(1.0))))
         for i, (label, variant) in enumerate(variants(cells)):
             sub = variant.sort_values("dim")
             colour = palette[i % len(palette)]
-            significant = sub[p_column] < ALPHA
+            significant = sub.vs_independent_p_holm < ALPHA
             right.plot(sub.dim, sub.vs_independent_difference, color=colour, lw=1, label=label,
                        linestyle=LINE_STYLES[i % len(LINE_STYLES)])  # fmt: skip
             right.scatter(sub.dim[significant], sub.vs_independent_difference[significant], color=colour, s=22)

@@ -265,7 +265,10 @@ def render(run_dir: Path) -> str:
 
 def context_table(cells: pd.DataFrame, alone: pd.DataFrame) -> str:
     """Markdown: precisions down, dimensions across, ``independent → context (difference)`` and a
-    mark where the paired permutation test over queries finds the difference significant."""
+    mark where the paired permutation test over queries finds the difference significant after
+    Holm's correction over the table (computed here for rows stored before the adjusted column)."""
+    if "vs_independent_p_holm" not in cells.columns and "vs_independent_p_value" in cells.columns:
+        cells = cells.assign(vs_independent_p_holm=stats.holm(list(cells.vs_independent_p_value.fillna(1.0))))
     dims = sorted(cells.dim.unique(), reverse=True)
     out = ["| precision | " + " | ".join(str(d) for d in dims) + " |", "|---|" + "---:|" * len(dims)]
     base = {(r.precision, int(r.rescore_multiplier), int(r.dim)): r.main_score for _, r in alone.iterrows()}

@@ -17,6 +17,7 @@ import time
 
 from bench.costs import document_sample
 from bench.encoders import EncoderOptions, make_encoder, parse_backend
+from bench.environment import machine_line
 from bench.models import model_registry
 from bench.tasks import load_task, task_registry
 from bench.types import Role
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     data = load_task(task_registry().get("COVID-QA"))
     documents = document_sample(data, 10**9, 0)[: args.docs]
     chunks = [c for d in documents for c in d]

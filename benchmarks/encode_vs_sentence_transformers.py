@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from bench.encoders import EncoderOptions, make_encoder, parse_backend
+from bench.environment import machine_line
 from bench.models import model_registry
 from bench.tasks import load_task, task_registry
 from bench.types import Role
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     corpus = list(load_task(task_registry().get("SciFact")).corpus.values())
     rng = np.random.default_rng(0)
     texts = [corpus[i] for i in rng.choice(len(corpus), args.docs, replace=False)]

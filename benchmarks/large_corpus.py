@@ -22,6 +22,7 @@ import numpy as np
 
 from bench import measure, precisions, search, store
 from bench import transforms as tf
+from bench.environment import machine_line
 
 TARGET_ANON = 2 * 2**30
 
@@ -38,7 +39,7 @@ class AnonPeak:
             self.peak = max(self.peak, measure.rss_anon_bytes() or 0)
             time.sleep(self.every)
 
-    def __enter__(self) -> "AnonPeak":
+    def __enter__(self) -> AnonPeak:
         self._thread.start()
         return self
 
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     queries = tf.normalize(np.random.default_rng(99).standard_normal((args.queries, args.dim), dtype=np.float32))
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         folder = Path(tmp)

@@ -19,6 +19,7 @@ import numpy as np
 
 from bench import measure, search
 from bench import transforms as tf
+from bench.environment import machine_line
 
 
 def best_of(fn, repeats: int) -> float:
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     rng = np.random.default_rng(0)
     docs = tf.normalize(rng.standard_normal((args.docs, args.dim), dtype=np.float32))
     queries = tf.normalize(rng.standard_normal((args.queries, args.dim), dtype=np.float32))

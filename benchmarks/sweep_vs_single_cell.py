@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.environment import machine_line
+
 TARGET = 1.15
 
 
@@ -34,6 +36,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, help="only the first N judged queries (quick look)")
     args = parser.parse_args()
+    print(machine_line(), flush=True)
     limit = ["--limit", str(args.limit)] if args.limit else []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
