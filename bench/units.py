@@ -104,6 +104,7 @@ def cell_identity(the_plan: Plan, cell: Cell) -> dict:
         "vectors": the_plan.vector_digests.get((cell.model, cell.backend, cell.context)), "top_k": config.top_k,
         "calibration": calibration.describe(config.calibration), "limit": config.limit, "scoring": SCORING_VERSION,
         "lexical": _lexical_identity(cell), **_context_identity(the_plan, cell),
+        "costs": measure.MEASURE_VERSION if config.measure else None,  # the cost columns it carries
     }  # fmt: skip
 
 

