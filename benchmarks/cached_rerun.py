@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.environment import cpu_model
+from bench.environment import machine_line
 
 
 def bench(args: list[str], env: dict) -> float:
@@ -39,7 +39,7 @@ def main() -> None:
         first = bench(command, env)
         times = [bench(command, env) for _ in range(args.reruns)]
     median = statistics.median(times)
-    print(f"CPU: {cpu_model()}")
+    print(machine_line())
     print(f"first run (fills the caches): {first:.1f} s")
     print("reruns: " + ", ".join(f"{t:.2f} s" for t in times))
     print(f"median rerun {median:.2f} s (target <= 3 s) -> {'PASS' if median <= 3.0 else 'FAIL'}")
