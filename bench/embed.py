@@ -101,7 +101,7 @@ def embed(
     found, cached_seconds = namespace.fill(rows_of, out)
     todo = _missing(texts, ids, digests, found)
     sink = (rows_of, out, width)
-    seconds = cached_seconds + _encode_missing(todo, role, model, namespace, encoder, chunk_size, sink)
+    seconds = cached_seconds + _encode_missing(todo, role, model, namespace, encoder, chunk_size, sink, backend.id)
     if final is not None:
         out.flush()
         store.seal_matrix(Path(out.filename), final)
@@ -128,7 +128,7 @@ def _missing(texts, ids, digests, found) -> list[tuple[bytes, str]]:
     return sorted(todo.items(), key=lambda item: (-len(item[1]), item[0]))
 
 
-def _encode_missing(todo, role, model, namespace, encoder, chunk_size, sink) -> float:
+def _encode_missing(todo, role, model, namespace, encoder, chunk_size, sink, backend_id: str) -> float:
     """Encode in chunks of the encoder's ``chunk_size`` (or ``chunk_size`` when given), storing
     each finished chunk at once, so a kill loses at most the chunks in flight. Remote encoders
     take one request per chunk, ``parallel_requests`` at a time."""
@@ -137,7 +137,7 @@ def _encode_missing(todo, role, model, namespace, encoder, chunk_size, sink) -> 
     parallel = encoder.get().parallel_requests
     size = chunk_size or encoder.get().chunk_size
     chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
-    bar = Progress(f"encode {ROLE_PLURAL[role]} with {model.key}", len(todo))
+    bar = Progress(f"encode {ROLE_PLURAL[role]} with {model.key} on {backend_id}", len(todo))
 
     def run(chunk):
         t0 = time.perf_counter()
@@ -195,7 +195,7 @@ def embed_in_context(corpus: Mapping[str, str], documents: Mapping[str, tuple[st
     batches = encoder.get().document_batches([[corpus[c] for c in documents[d]] for d in todo]) if todo else []
     groups = [[todo[i] for i in batch] for batch in batches]
     sink = (documents, corpus, digest_of, rows_of, out, width)
-    seconds = cached_seconds + _encode_documents(groups, context, model, namespace, encoder, sink)
+    seconds = cached_seconds + _encode_documents(groups, context, model, namespace, encoder, sink, backend.id)
     if final is not None:
         out.flush()
         store.seal_matrix(Path(out.filename), final)
@@ -204,14 +204,14 @@ def embed_in_context(corpus: Mapping[str, str], documents: Mapping[str, tuple[st
     return out, EncodeStats(n_texts=len(ids), n_encoded=n_chunks, seconds=seconds)
 
 
-def _encode_documents(groups, context, model, namespace, encoder, sink) -> float:
+def _encode_documents(groups, context, model, namespace, encoder, sink, backend_id: str) -> float:
     """Encode groups of whole documents, storing each group's chunk vectors as it finishes."""
     if not groups:
         return 0.0
     documents, corpus, digest_of, rows_of, out, width = sink
     parallel = encoder.get().parallel_requests
     total = sum(len(documents[d]) for g in groups for d in g)
-    bar = Progress(f"encode document chunks ({context}) with {model.key}", total, unit="chunk")
+    bar = Progress(f"encode document chunks ({context}) with {model.key} on {backend_id}", total, unit="chunk")
 
     def run(group):
         t0 = time.perf_counter()

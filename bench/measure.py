@@ -56,6 +56,12 @@ def peak_rss_bytes() -> int | None:
     return kib * 1024
 
 
+def rss_bytes() -> int | None:
+    """Current resident set size (benchmarks measure a search's extra memory against it)."""
+    kib = _status_kib("VmRSS")
+    return kib * 1024 if kib is not None else None
+
+
 def rss_anon_bytes() -> int | None:
     """Current anonymous resident memory (file-backed pages excluded)."""
     kib = _status_kib("RssAnon")

@@ -78,9 +78,9 @@ def test_without_a_terminal_progress_is_plain_lines(toy_sweep, toy_tasks_dir, tm
     assert out.returncode == 0, out.stderr
     lines = out.stderr.splitlines()
     assert "\r" not in out.stderr and "\x1b" not in out.stderr  # no bars, no terminal escapes
-    assert any(line.startswith("bench: encode documents with toy: 2/6 texts (33%), ") and "texts/s" in line
+    assert any(line.startswith("bench: encode documents with toy on hashing-cpu-float32: 2/6 texts (33%), ") and "texts/s" in line
                for line in lines), lines  # fmt: skip
-    assert any(line.startswith("bench: encode queries with toy: 3/3 texts in ") for line in lines), lines
+    assert any(line.startswith("bench: encode queries with toy on hashing-cpu-float32: 3/3 texts in ") for line in lines), lines
     assert any(line.startswith("bench: evaluate toy on Toy (hashing-cpu-float32): 18/18 cells in ") for line in lines)
     assert any(line.startswith("bench: measure what encoding costs for toy on hashing-cpu-float32: done in ")
                for line in lines)  # fmt: skip
