@@ -86,10 +86,12 @@ def _local_unit(the_plan: Plan, unit: tuple, cache, lazy, run_dir: Path) -> list
             record = finished[cell]
             if record is None:
                 record = reused[cell]
+                data = None
                 if record is None:
                     record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
-                    units.keep_cell(the_plan, cell, record)
-                units.write_cell(the_plan, run_dir, cell, record)
+                    data = units.cell_bytes(the_plan, cell, record)
+                    units.keep_cell(the_plan, cell, record, data)
+                units.write_cell(the_plan, run_dir, cell, record, data)
             out.append(record)
             bar.update(1)
     return out

@@ -75,14 +75,27 @@ COST_METRICS: dict[str, Metric] = {m.name: m for m in (
 ALL_METRICS = {**METRICS, MAIN_SCORE.name: MAIN_SCORE, **COST_METRICS}
 
 
+def _first_relevant_rank(docs: Mapping[str, float], relevant: set[str]) -> int | None:
+    """The 1-based rank of the first relevant document when ``docs`` are sorted by (score, id)
+    descending (pytrec_eval's order), without sorting: one more than the number of documents that
+    sort before the best-placed relevant one. None when no retrieved document is relevant."""
+    hits = [(score, d) for d, score in docs.items() if d in relevant]
+    if not hits:
+        return None
+    best_score, best_id = max(hits)
+    scores = np.fromiter(docs.values(), dtype=np.float64, count=len(docs))
+    ahead = int((scores > best_score).sum())
+    keys = list(docs)
+    ahead += sum(1 for i in np.flatnonzero(scores == best_score) if keys[i] > best_id)
+    return ahead + 1
+
+
 def _mrr(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Mapping[str, float]]):
     out: dict[str, dict[str, float]] = {}
     for qid, docs in run.items():
         if qid not in qrels:
             continue
-        relevant = {d for d, r in qrels[qid].items() if r > 0}
-        ranked = sorted(docs.items(), key=lambda item: (item[1], item[0]), reverse=True)
-        first = next((rank for rank, (d, _) in enumerate(ranked, 1) if d in relevant), None)
+        first = _first_relevant_rank(docs, {d for d, r in qrels[qid].items() if r > 0})
         out[qid] = {f"mrr_at_{k}": (1.0 / first if first and first <= k else 0.0) for k in K_VALUES}
     return out
 

@@ -47,9 +47,13 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def json_bytes(data: Mapping[str, Any]) -> bytes:
+    """What ``write_json`` writes: the object made JSON-safe, indented, with a final newline."""
+    return json.dumps(_clean(dict(data)), indent=2, sort_keys=False, allow_nan=False).encode("utf-8") + b"\n"
+
+
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    payload = json.dumps(_clean(dict(data)), indent=2, sort_keys=False, allow_nan=False)
-    atomic_write_bytes(path, payload.encode("utf-8") + b"\n")
+    atomic_write_bytes(path, json_bytes(data))
 
 
 def read_json(path: Path) -> dict[str, Any]:

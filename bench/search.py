@@ -203,12 +203,23 @@ def _binary_numpy(query_bits: np.ndarray, doc_bits: np.ndarray, k: int) -> Hits:
     return _scan(len(doc_bits), len(query_bits), k, score_block)
 
 
+RESCORE_DEQUANTIZED_BYTES = 256 * 2**20  # at most this much float32 for the shared candidates
+
+
 def rescore(queries: np.ndarray, docs: np.ndarray, candidates: Hits, dequantize, k: int) -> Hits:
     """Second stage: re-rank each query's candidates by the float32 query's inner product with
     ``dequantize(their stored rows)`` (sentence-transformers' rescoring), ties by position."""
     scores = np.empty(candidates.indices.shape, dtype=np.float32)
-    for row, cand in enumerate(candidates.indices):
-        scores[row] = dequantize(docs[cand]) @ queries[row]
+    rows = np.unique(candidates.indices)
+    if rows.size * queries.shape[1] * 4 <= RESCORE_DEQUANTIZED_BYTES and rows.size < candidates.indices.size:
+        # Candidates shared between queries are dequantized once (dequantizing is row-wise, so
+        # each row's values, and so every score, are the same as dequantizing per query).
+        values, where = dequantize(docs[rows]), np.searchsorted(rows, candidates.indices)
+        for row in range(len(candidates.indices)):
+            scores[row] = values[where[row]] @ queries[row]
+    else:
+        for row, cand in enumerate(candidates.indices):
+            scores[row] = dequantize(docs[cand]) @ queries[row]
     s, i = top_k(scores, candidates.indices, k)
     return Hits(indices=i, scores=s)
 

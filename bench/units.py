@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import calibration, faults, lexical, measure, precisions, results
-from bench.cache import EmbeddingCache
+from bench.cache import EmbeddingCache, atomic_write_bytes
 from bench.costs import encoder_costs
 from bench.embed import EncodeStats, LazyEncoder, embed, embed_in_context
 from bench.errors import InputError, StorageError
@@ -165,15 +165,22 @@ def cached_cell(the_plan: Plan, cell: Cell, run_info: dict) -> dict | None:
     return {**record, "info": {**record["info"], **run_info}}
 
 
-def keep_cell(the_plan: Plan, cell: Cell, record: dict) -> None:
+def cell_bytes(the_plan: Plan, cell: Cell, record: dict) -> bytes:
+    """A cell's file: its identity and its record, serialized once for the run and the cell cache."""
+    return results.json_bytes({"identity": cell_identity(the_plan, cell), **record})
+
+
+def keep_cell(the_plan: Plan, cell: Cell, record: dict, data: bytes | None = None) -> None:
+    """Keep an evaluated cell in the cache for later runs (``data``: ``cell_bytes``, if made already)."""
     try:
-        results.write_json(cell_cache_path(the_plan, cell), {"identity": cell_identity(the_plan, cell), **record})
+        atomic_write_bytes(cell_cache_path(the_plan, cell), data or cell_bytes(the_plan, cell, record))
     except StorageError:
         log.warning("could not keep cell %s in the cache; a later identical run evaluates it again", cell.key)
 
 
-def write_cell(the_plan: Plan, run_dir: Path, cell: Cell, record: dict) -> None:
-    results.write_json(cell_path(run_dir, cell), {"identity": cell_identity(the_plan, cell), **record})
+def write_cell(the_plan: Plan, run_dir: Path, cell: Cell, record: dict, data: bytes | None = None) -> None:
+    """Write a cell's file into the run folder (``data``: ``cell_bytes``, if made already)."""
+    atomic_write_bytes(cell_path(run_dir, cell), data or cell_bytes(the_plan, cell, record))
     faults.checkpoint("cell")
 
 

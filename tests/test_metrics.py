@@ -54,3 +54,19 @@ def test_means_are_order_independent_and_in_unit_interval():
     means = mean_scores(per_query)
     assert means == mean_scores(dict(reversed(list(per_query.items()))))
     assert all(0.0 <= v <= 1.0 for v in means.values())
+
+
+def test_the_first_relevant_rank_equals_sorting_by_score_then_id_descending():
+    import random
+
+    from bench.metrics import _first_relevant_rank
+
+    def by_sorting(docs, relevant):
+        ranked = sorted(docs.items(), key=lambda item: (item[1], item[0]), reverse=True)
+        return next((rank for rank, (d, _) in enumerate(ranked, 1) if d in relevant), None)
+
+    rng = random.Random(0)
+    for t in range(2000):  # heavy ties: a few distinct scores, ids that collide in order
+        docs = {f"d{rng.randint(0, 200)}": rng.choice([0.1, 0.2, 0.5, rng.random()]) for _ in range(rng.randint(1, 60))}
+        relevant = set(rng.sample(sorted(docs), rng.randint(0, min(3, len(docs))))) | ({"absent"} if t % 5 == 0 else set())
+        assert _first_relevant_rank(docs, relevant) == by_sorting(docs, relevant), (docs, relevant)
