@@ -116,9 +116,32 @@ class EncoderCost:
         return asdict(self)
 
 
-def _per(tokens: int | None, denominator: float) -> float | None:
-    """A token rate or mean; None when the encoder cannot count its tokens."""
-    return None if tokens is None else tokens / denominator
+def _timed(encode: Callable[[], object], warm_up: Callable[[], object], repeats: int) -> float:
+    """Median seconds of ``repeats`` calls of ``encode`` after one ``warm_up`` call."""
+    warm_up()
+    runs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        encode()
+        runs.append(time.perf_counter() - t)
+    return statistics.median(runs)
+
+
+def _cost(encoder, units: Sequence[str], seconds: float, queries: Sequence[str], load_seconds: float,
+          repeats: int, latency_queries: int) -> EncoderCost:  # fmt: skip
+    """The cost row of ``units`` (documents, or chunks) encoded in ``seconds``; token figures are
+    None when the encoder cannot count its tokens; queries timed one at a time."""
+    tokens = encoder.count_tokens(units)
+    latencies = _latencies(encoder, list(queries)[:latency_queries])
+    return EncoderCost(
+        load_seconds=load_seconds, n_parameters=int(encoder.n_parameters),
+        documents_per_second=len(units) / seconds,
+        tokens_per_second=None if tokens is None else tokens / seconds,
+        mean_tokens_per_document=None if tokens is None else tokens / max(1, len(units)),
+        query_latency_p50_ms=percentile_ms(latencies, 50), query_latency_p95_ms=percentile_ms(latencies, 95),
+        peak_rss_bytes=peak_rss_bytes(), peak_cuda_bytes=cuda_peak_bytes(),
+        repeats=repeats, sample_documents=len(units),
+    )  # fmt: skip
 
 
 def measure_encoder(
@@ -133,23 +156,9 @@ def measure_encoder(
 
     Peak memory is read at the end: the high-water mark since the last ``reset_peak_rss``
     (the runner resets it before loading each backend)."""
-    encoder.encode(documents[: max(1, len(documents) // 4)], Role.DOCUMENT)  # warm-up
-    runs = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        encoder.encode(documents, Role.DOCUMENT)
-        runs.append(time.perf_counter() - t)
-    seconds = statistics.median(runs)
-    tokens = encoder.count_tokens(documents)
-    latencies = _latencies(encoder, list(queries)[:latency_queries])
-    return EncoderCost(
-        load_seconds=load_seconds, n_parameters=int(encoder.n_parameters),
-        documents_per_second=len(documents) / seconds, tokens_per_second=_per(tokens, seconds),
-        mean_tokens_per_document=_per(tokens, max(1, len(documents))),
-        query_latency_p50_ms=percentile_ms(latencies, 50), query_latency_p95_ms=percentile_ms(latencies, 95),
-        peak_rss_bytes=peak_rss_bytes(), peak_cuda_bytes=cuda_peak_bytes(),
-        repeats=repeats, sample_documents=len(documents),
-    )  # fmt: skip
+    seconds = _timed(lambda: encoder.encode(documents, Role.DOCUMENT),
+                     lambda: encoder.encode(documents[: max(1, len(documents) // 4)], Role.DOCUMENT), repeats)  # fmt: skip
+    return _cost(encoder, documents, seconds, queries, load_seconds, repeats, latency_queries)
 
 
 def measure_context_encoder(
@@ -164,24 +173,10 @@ def measure_context_encoder(
     """Time chunks embedded in their documents (``context`` late or native): throughput counts
     chunks (``documents_per_second`` is retrieval units, the chunks, per second) and the tokens of
     those chunks; queries are timed as ``measure_encoder`` times them (they are embedded alone)."""
-    encoder.encode_documents(documents[: max(1, len(documents) // 4)], context)  # warm-up
-    runs = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        encoder.encode_documents(documents, context)
-        runs.append(time.perf_counter() - t)
-    seconds = statistics.median(runs)
+    seconds = _timed(lambda: encoder.encode_documents(documents, context),
+                     lambda: encoder.encode_documents(documents[: max(1, len(documents) // 4)], context), repeats)  # fmt: skip
     chunks = [c for d in documents for c in d]
-    tokens = encoder.count_tokens(chunks)
-    latencies = _latencies(encoder, list(queries)[:latency_queries])
-    return EncoderCost(
-        load_seconds=load_seconds, n_parameters=int(encoder.n_parameters),
-        documents_per_second=len(chunks) / seconds, tokens_per_second=_per(tokens, seconds),
-        mean_tokens_per_document=_per(tokens, max(1, len(chunks))),
-        query_latency_p50_ms=percentile_ms(latencies, 50), query_latency_p95_ms=percentile_ms(latencies, 95),
-        peak_rss_bytes=peak_rss_bytes(), peak_cuda_bytes=cuda_peak_bytes(),
-        repeats=repeats, sample_documents=len(chunks),
-    )  # fmt: skip
+    return _cost(encoder, chunks, seconds, queries, load_seconds, repeats, latency_queries)
 
 
 def _latencies(encoder: Encoder, queries: list[str]) -> list[float]:
