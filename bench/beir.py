@@ -11,7 +11,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Iterator
+from typing import Container, Iterator, Mapping
 
 from bench.errors import InputError
 from bench.taskdata import document_text, judged
@@ -127,19 +127,32 @@ def read_qrels(path: Path) -> Iterator[tuple[str, str, int, str]]:
         yield row[0], row[1], _relevance(row[2], where), where
 
 
+def task_folder(spec: TaskSpec) -> Path:
+    """A folder task's folder, or one input error naming the task and where it was defined."""
+    if not spec.path.is_dir():
+        raise InputError(f"{spec.path}: task folder not found (task {spec.name}, {spec.defined_in})")
+    return spec.path
+
+
+def read_judgements(folder: Path, split: str, queries: Mapping, targets: Container[str],
+                    unknown: str) -> dict[str, dict[str, int]]:  # fmt: skip
+    """``qrels/<split>.tsv`` of a task folder, every line naming a known query and a known target
+    (a document or chunk id; ``unknown`` formats the error for one that is not)."""
+    qrels: dict[str, dict[str, int]] = {}
+    for qid, target, score, where in read_qrels(find_file(folder / "qrels", f"{split}.tsv")):
+        if qid not in queries:
+            raise InputError(f"{where}: query id {qid!r} is not in queries.jsonl")
+        if target not in targets:
+            raise InputError(f"{where}: {unknown.format(target)}")
+        qrels.setdefault(qid, {})[target] = score
+    return qrels
+
+
 def load_beir(spec: TaskSpec) -> TaskData:
     """Load a BEIR folder; documents, queries and judgements follow MTEB's rules (``bench.taskdata``)."""
-    folder = spec.path
-    if not folder.is_dir():
-        raise InputError(f"{folder}: task folder not found (task {spec.name}, {spec.defined_in})")
+    folder = task_folder(spec)
     docs = read_jsonl(find_file(folder, "corpus.jsonl"), ("title", "text"))
     all_queries = read_jsonl(find_file(folder, "queries.jsonl"), ("text",))
-    qrels: dict[str, dict[str, int]] = {}
-    for qid, did, score, where in read_qrels(find_file(folder / "qrels", f"{spec.split}.tsv")):
-        if qid not in all_queries:
-            raise InputError(f"{where}: query id {qid!r} is not in queries.jsonl")
-        if did not in docs:
-            raise InputError(f"{where}: document id {did!r} is not in corpus.jsonl")
-        qrels.setdefault(qid, {})[did] = score
+    qrels = read_judgements(folder, spec.split, all_queries, docs, "document id {!r} is not in corpus.jsonl")
     corpus = {d: document_text(r.get("title", ""), r.get("text", "")) for d, r in docs.items()}
     return judged(spec, corpus, {q: r.get("text", "") for q, r in all_queries.items()}, qrels)

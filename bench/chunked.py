@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import chunking
-from bench.beir import check_unicode, find_file, numbered_lines, read_jsonl, read_qrels, record_id
+from bench.beir import check_unicode, find_file, numbered_lines, read_judgements, read_jsonl, record_id, task_folder
 from bench.errors import InputError
 from bench.taskdata import judged_chunks
 from bench.types import TaskData, TaskSpec
@@ -103,19 +103,11 @@ def read_documents(path: Path) -> dict[str, list[tuple[str, str]]]:
 
 def load_chunked(spec: TaskSpec) -> TaskData:
     """A chunked folder (see the module docstring), scored on its chunks by MTEB's rules."""
-    folder = spec.path
-    if not folder.is_dir():
-        raise InputError(f"{folder}: task folder not found (task {spec.name}, {spec.defined_in})")
+    folder = task_folder(spec)
     documents = read_documents(find_file(folder, "documents.jsonl"))
     chunk_ids = {c for chunks in documents.values() for c, _ in chunks}
     queries = read_jsonl(find_file(folder, "queries.jsonl"), ("text",))
-    qrels: dict[str, dict[str, int]] = {}
-    for qid, chunk, score, where in read_qrels(find_file(folder / "qrels", f"{spec.split}.tsv")):
-        if qid not in queries:
-            raise InputError(f"{where}: query id {qid!r} is not in queries.jsonl")
-        if chunk not in chunk_ids:
-            raise InputError(f"{where}: chunk id {chunk!r} does not exist in documents.jsonl")
-        qrels.setdefault(qid, {})[chunk] = score
+    qrels = read_judgements(folder, spec.split, queries, chunk_ids, "chunk id {!r} does not exist in documents.jsonl")
     return judged_chunks(spec, documents, {q: r.get("text", "") for q, r in queries.items()}, qrels)
 
 

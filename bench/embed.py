@@ -90,15 +90,11 @@ def embed(
     the cache, checksummed, and reused only when its checksum still holds."""
     ids = list(texts)
     digests = [text_digest(texts[i]) for i in ids]
-    namespace = cache.namespace(namespace_key(model, backend, role, cache.root))
-    rows_of: dict[bytes, list[int]] = defaultdict(list)
-    for row, digest in enumerate(digests):
-        rows_of[digest].append(row)
     width = output_width(model, backend)
-    out, final = _output(cache, namespace.id, digests, width)
-    if final is not None and final.is_file():
-        return store.read_matrix(final), EncodeStats(len(ids), 0, 0.0)
-    found, cached_seconds = namespace.fill(rows_of, out)
+    namespace, rows_of, out, final, found, cached_seconds = _from_cache(
+        cache, namespace_key(model, backend, role, cache.root), digests, width)
+    if found is None:
+        return out, EncodeStats(len(ids), 0, 0.0)
     todo = _missing(texts, ids, digests, found)
     sink = (rows_of, out, width)
     seconds = cached_seconds + _encode_missing(todo, role, model, namespace, encoder, chunk_size, sink, backend.id)
@@ -126,6 +122,21 @@ def _missing(texts, ids, digests, found) -> list[tuple[bytes, str]]:
     """Unique texts without a cached vector, longest first (less padding per batch)."""
     todo = {d: texts[i] for i, d in zip(ids, digests) if d not in found}
     return sorted(todo.items(), key=lambda item: (-len(item[1]), item[0]))
+
+
+def _from_cache(cache: EmbeddingCache, key: dict, digests: list[bytes], width: int):
+    """The namespace of ``key``, the output rows of each digest, and the output matrix with every
+    cached vector filled in: ``(namespace, rows_of, out, final, found, cached_seconds)``. When a
+    sealed matrix of exactly these vectors exists, ``out`` is it and ``found`` is None."""
+    namespace = cache.namespace(key)
+    rows_of: dict[bytes, list[int]] = defaultdict(list)
+    for row, digest in enumerate(digests):
+        rows_of[digest].append(row)
+    out, final = _output(cache, namespace.id, digests, width)
+    if final is not None and final.is_file():
+        return namespace, rows_of, store.read_matrix(final), final, None, 0.0
+    found, cached_seconds = namespace.fill(rows_of, out)
+    return namespace, rows_of, out, final, found, cached_seconds
 
 
 def _encode_missing(todo, role, model, namespace, encoder, chunk_size, sink, backend_id: str) -> float:
@@ -181,15 +192,11 @@ def embed_in_context(corpus: Mapping[str, str], documents: Mapping[str, tuple[st
     digest_of = {c: chunk_digest([corpus[x] for x in chunks], i)
                  for chunks in documents.values() for i, c in enumerate(chunks)}  # fmt: skip
     digests = [digest_of[c] for c in ids]
-    namespace = cache.namespace(namespace_key(model, backend, Role.DOCUMENT, cache.root, context))
-    rows_of: dict[bytes, list[int]] = defaultdict(list)
-    for row, digest in enumerate(digests):
-        rows_of[digest].append(row)
     width = output_width(model, backend)
-    out, final = _output(cache, namespace.id, digests, width)
-    if final is not None and final.is_file():
-        return store.read_matrix(final), EncodeStats(len(ids), 0, 0.0)
-    found, cached_seconds = namespace.fill(rows_of, out)
+    namespace, rows_of, out, final, found, cached_seconds = _from_cache(
+        cache, namespace_key(model, backend, Role.DOCUMENT, cache.root, context), digests, width)
+    if found is None:
+        return out, EncodeStats(len(ids), 0, 0.0)
     todo = sorted((d for d, chunks in documents.items() if any(digest_of[c] not in found for c in chunks)),
                   key=lambda d: (-sum(len(corpus[c]) for c in documents[d]), d))  # fmt: skip
     batches = encoder.get().document_batches([[corpus[c] for c in documents[d]] for d in todo]) if todo else []

@@ -63,6 +63,15 @@ def write_beir_task(
     with open(folder / "corpus.jsonl", "w", encoding="utf-8") as f:
         for doc_id, (title, text) in corpus.items():
             f.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
+    return _queries_qrels_and_yaml(root, name, queries, qrels, split, ["source: beir"], spec)
+
+
+def _queries_qrels_and_yaml(root: Path, name: str, queries: Mapping[str, str],
+                            qrels: Mapping[str, Mapping[str, int]], split: str, kind: list[str],
+                            spec: Mapping[str, object]) -> Path:  # fmt: skip
+    """The parts every folder task shares: ``queries.jsonl``, ``qrels/<split>.tsv`` and the task
+    YAML (``kind``: its type and source lines), written under ``root``."""
+    folder = root / "data" / name
     with open(folder / "queries.jsonl", "w", encoding="utf-8") as f:
         for qid, text in queries.items():
             f.write(json.dumps({"_id": qid, "text": text}) + "\n")
@@ -72,7 +81,7 @@ def write_beir_task(
             for doc_id, score in rels.items():
                 f.write(f"{qid}\t{doc_id}\t{score}\n")
     (root / "retrieval").mkdir(parents=True, exist_ok=True)
-    lines = [f"name: {name}", "source: beir", f"path: ../data/{name}", f"split: {split}"]
+    lines = [f"name: {name}", *kind, f"path: ../data/{name}", f"split: {split}"]
     lines += [f"{k}: {json.dumps(v)}" for k, v in spec.items()]
     path = root / "retrieval" / f"{name}.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -113,20 +122,8 @@ def write_chunked_task(
     with open(folder / "documents.jsonl", "w", encoding="utf-8") as f:
         for doc_id, chunks in documents.items():
             f.write(json.dumps({"_id": doc_id, "chunks": [{"_id": c, "text": t} for c, t in chunks]}) + "\n")
-    with open(folder / "queries.jsonl", "w", encoding="utf-8") as f:
-        for qid, text in queries.items():
-            f.write(json.dumps({"_id": qid, "text": text}) + "\n")
-    with open(folder / "qrels" / f"{split}.tsv", "w", encoding="utf-8") as f:
-        f.write("query-id\tcorpus-id\tscore\n")
-        for qid, rels in qrels.items():
-            for chunk_id, score in rels.items():
-                f.write(f"{qid}\t{chunk_id}\t{score}\n")
-    (root / "retrieval").mkdir(parents=True, exist_ok=True)
-    lines = [f"name: {name}", "type: chunked-retrieval", "source: chunked", f"path: ../data/{name}", f"split: {split}"]
-    lines += [f"{k}: {json.dumps(v)}" for k, v in spec.items()]
-    path = root / "retrieval" / f"{name}.yaml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return _queries_qrels_and_yaml(root, name, queries, qrels, split,
+                                   ["type: chunked-retrieval", "source: chunked"], spec)  # fmt: skip
 
 
 def write_models(root: Path, models: Mapping[str, Mapping[str, object]]) -> Path:
