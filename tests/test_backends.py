@@ -58,6 +58,11 @@ def test_onnx_float32_and_int8_are_exported_once_and_match(minilm, reference, tm
     assert _cos(int8.encode(TEXTS, Role.DOCUMENT), reference).min() > 0.98
     assert fp32.count_tokens(["hello world"]) == 4
     assert fp32.n_parameters > 22_000_000
+    import onnx  # the eager attention graph (MatMul, Softmax, MatMul), not sdpa's decomposition
+
+    ops = {n.op_type for n in onnx.load(str(onnx_rt.export_dir(minilm, tmp_path) / "model.onnx")).graph.node}
+    assert "Softmax" in ops and "IsNaN" not in ops
+    assert onnx_rt.export_identity(minilm, tmp_path)["attention"] == "eager"
     monkeypatch.setattr(onnx_rt, "_export", lambda *a: pytest.fail("exported twice"))
     make_encoder(minilm, parse_backend("onnx-cpu-int8"), EncoderOptions(3, tmp_path))
     assert not list(tmp_path.rglob("*.tmp*")) and not list(tmp_path.rglob(".export-*"))

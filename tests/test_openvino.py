@@ -73,6 +73,26 @@ def test_float32_equals_sentence_transformers_and_is_converted_once(minilm, refe
     assert not list(cache.rglob(".export-*"))
 
 
+def test_batches_split_across_streams_land_in_their_rows(minilm, reference, cache):
+    """Many batches in flight at once (one share per stream, pooled in OpenVINO's callbacks): each
+    vector lands in its text's row, whatever order the streams finish in."""
+    enc = make_encoder(minilm, parse_backend("openvino"), EncoderOptions(2, cache))
+    order = np.random.default_rng(0).permutation(np.tile(np.arange(len(TEXTS)), 6))
+    vectors = enc.encode([TEXTS[i] for i in order], Role.DOCUMENT)
+    np.testing.assert_allclose(vectors, reference[order], atol=FLOAT32_ATOL)
+    assert enc.encode([], Role.DOCUMENT).shape == (0, reference.shape[1])
+
+
+def test_an_error_in_a_streams_callback_reaches_the_caller_and_the_encoder_recovers(minilm, reference, cache,
+                                                                                    monkeypatch):  # fmt: skip
+    enc = make_encoder(minilm, parse_backend("openvino"), EncoderOptions(1, cache))
+    with monkeypatch.context() as patch:
+        patch.setattr(enc.graph, "pool", lambda *a: (_ for _ in ()).throw(MemoryError("pooling failed")))
+        with pytest.raises(MemoryError, match="pooling failed"):
+            enc.encode(TEXTS, Role.DOCUMENT)
+    np.testing.assert_allclose(enc.encode(TEXTS, Role.DOCUMENT), reference, atol=FLOAT32_ATOL)
+
+
 def test_int8_stays_within_its_tolerance_and_is_quantized_once(minilm, reference, cache, monkeypatch,
                                                                small_calibration):  # fmt: skip
     int8 = make_encoder(minilm, parse_backend("openvino-cpu-int8"), EncoderOptions(3, cache))

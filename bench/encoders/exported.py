@@ -11,6 +11,7 @@ says. Export folders are created atomically: built in a temporary folder, then r
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -24,6 +25,8 @@ from bench.encoders import prompted
 from bench.encoders.batching import mean_pool, pad, sorted_batches
 from bench.errors import InputError
 from bench.types import ModelSpec, Role
+
+log = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -76,12 +79,20 @@ def write_meta(st, target: Path, who: str, **extra) -> dict:
     return meta
 
 
-def hidden_states_module(st):
+def hidden_states_module(st, attention: str | None = None):
     """The checkpoint's transformer as a torch module ``(input_ids, attention_mask[, token_type_ids])
-    -> last_hidden_state``, for exporters that trace it."""
+    -> last_hidden_state``, for exporters that trace it; ``attention`` names the attention
+    implementation to trace (``eager``: the plain MatMul/Softmax/MatMul graph), else the
+    checkpoint's default (``sdpa`` in current transformers). The math is the same either way; what
+    differs is the graph a runtime optimizes. A model that cannot switch is traced as it is."""
     import torch
 
     auto = st[0].auto_model.eval()
+    if attention is not None:
+        try:
+            auto.set_attn_implementation(attention)
+        except (AttributeError, ValueError, NotImplementedError) as exc:
+            log.info("tracing the checkpoint's own attention: %s attention is not available (%s)", attention, exc)
 
     class HiddenStates(torch.nn.Module):
         def __init__(self) -> None:
