@@ -51,7 +51,7 @@ CALIBRATION = {"corpus": "data/scifact/corpus.jsonl.gz", "texts": 128, "seed": 0
 # Inference settings that change the vectors (precision) or only the speed: OpenVINO's throughput
 # hint runs several streams (two on a 2-core CPU, one core each), and each batch of bench's is
 # split into one share per stream, run concurrently. On the 2-core CPU of README's table this ran
-# 1.1-1.25x the latency hint (one stream, both cores on one batch).
+# 1.04-1.26x the latency hint (one stream, both cores on one batch).
 RUNTIME = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "THROUGHPUT"}
 
 
