@@ -58,13 +58,7 @@ def read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
-        if not isinstance(record, dict) or "_id" not in record:
-            raise InputError(f"{where}: expected a JSON object with an '_id'")
-        doc_id = record_id(record["_id"], where)
+        record, doc_id = json_record(line, where)
         if doc_id in records:
             raise InputError(f"{where}: duplicate id {doc_id!r}")
         for name in fields:
@@ -75,6 +69,17 @@ def read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
             raise InputError(f"{where}: empty text for id {doc_id!r}")
         records[doc_id] = record
     return records
+
+
+def json_record(line: str, where: str) -> tuple[dict, str]:
+    """One JSON-lines record and its checked ``_id``; a malformed line is one error naming ``where``."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
+    if not isinstance(record, dict) or "_id" not in record:
+        raise InputError(f"{where}: expected a JSON object with an '_id'")
+    return record, record_id(record["_id"], where)
 
 
 def record_id(value: object, where: str) -> str:

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import chunking
-from bench.beir import check_unicode, find_file, numbered_lines, read_judgements, read_jsonl, record_id, task_folder
+from bench.beir import (check_unicode, find_file, json_record, numbered_lines, read_judgements, read_jsonl,
+                        record_id, task_folder)
 from bench.errors import InputError
 from bench.taskdata import judged_chunks
 from bench.types import TaskData, TaskSpec
@@ -65,13 +66,7 @@ def _chunk(item: object, where: str, index: int) -> tuple[str, str]:
 
 
 def _document(line: str, where: str) -> tuple[str, list[tuple[str, str]]]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
-    if not isinstance(record, dict) or "_id" not in record:
-        raise InputError(f"{where}: expected a JSON object with an '_id'")
-    doc_id = record_id(record["_id"], where)
+    record, doc_id = json_record(line, where)
     chunks = record.get("chunks")
     if not isinstance(chunks, list):
         raise InputError(f"{where}: document {doc_id!r}: 'chunks' must be a list of chunks")

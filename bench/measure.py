@@ -179,6 +179,18 @@ def measure_context_encoder(
     return _cost(encoder, chunks, seconds, queries, load_seconds, repeats, latency_queries)
 
 
+def alternating_medians(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each of ``runs``, timed in turn (A, B, A, B, ...) ``repeats`` times, so
+    drift of the machine falls on all of them alike (warm them up first)."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            t = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
+
+
 def _latencies(encoder: Encoder, queries: list[str]) -> list[float]:
     for text in queries[:3]:  # warm-up
         encoder.encode([text], Role.QUERY)

@@ -12,12 +12,11 @@ through the transformer (the same batch size) and pools per chunk.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 from bench.costs import document_sample
 from bench.encoders import EncoderOptions, make_encoder, parse_backend
 from bench.environment import machine_line
+from bench.measure import alternating_medians
 from bench.models import model_registry
 from bench.tasks import load_task, task_registry
 from bench.types import Role
@@ -39,13 +38,7 @@ def main() -> None:
              "late": lambda: encoder.encode_documents(documents, "late")}  # fmt: skip
     for fn in modes.values():  # warm-up
         fn()
-    times: dict[str, list[float]] = {name: [] for name in modes}
-    for _ in range(args.repeats):
-        for name, fn in modes.items():
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = alternating_medians(modes, args.repeats)
     tokens = encoder.count_tokens(chunks)
     for name, seconds in med.items():
         print(f"{name:12s} {len(chunks) / seconds:7.1f} chunks/s  {tokens / seconds:8.0f} tokens/s  "

@@ -10,13 +10,12 @@ by token length (texts are tokenized once) and runs under ``torch.inference_mode
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
 from bench.encoders import EncoderOptions, make_encoder, parse_backend
 from bench.environment import machine_line
+from bench.measure import alternating_medians
 from bench.models import model_registry
 from bench.tasks import load_task, task_registry
 from bench.types import Role
@@ -43,13 +42,7 @@ def main() -> None:
         return ours.encode(texts, Role.DOCUMENT)
 
     np.testing.assert_allclose(bench(), theirs(), atol=1e-5)  # warm-up, and the same vectors
-    times: dict[str, list[float]] = {"sentence-transformers": [], "bench": []}
-    for _ in range(args.repeats):
-        for name, fn in (("sentence-transformers", theirs), ("bench", bench)):
-            t = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = alternating_medians({"sentence-transformers": theirs, "bench": bench}, args.repeats)
     tokens = ours.count_tokens(texts)
     for name, seconds in med.items():
         print(f"{name:22s} {args.docs / seconds:7.1f} docs/s  {tokens / seconds:8.0f} tokens/s  "

@@ -1,10 +1,12 @@
-"""Shared fixtures: a tiny tasks folder with a weightless model, and the bundled SciFact."""
+"""Shared fixtures: a tiny tasks folder with a weightless model, the bundled SciFact, and MiniLM with
+sentence-transformers' own vectors of a test module's ``TEXTS``."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -57,3 +59,27 @@ def scifact():
 
     spec = task_registry(REPO / "tasks").get("SciFact")
     return spec, load_task(spec)
+
+
+def cosines(a, b):
+    """Row-wise cosine similarity of two matrices."""
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """all-MiniLM-L6-v2 from the repository's model registry."""
+    from bench.models import model_registry
+
+    return model_registry(REPO / "tasks").get("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="module")
+def reference(minilm, request):
+    """sentence-transformers' ``encode`` of the requesting module's ``TEXTS`` (the raw texts)."""
+    from sentence_transformers import SentenceTransformer
+
+    from bench.weights import weights_location
+
+    st = SentenceTransformer(weights_location(minilm), device="cpu")
+    return st.encode(request.module.TEXTS, convert_to_numpy=True)

@@ -5,9 +5,8 @@ import pytest
 
 from bench.encoders import EncoderOptions, make_encoder, parse_backend
 from bench.errors import InputError
-from bench.models import model_registry
 from bench.types import Role
-from tests.conftest import REPO
+from tests.conftest import cosines
 
 TEXTS = [
     "Dense retrieval maps queries and documents into one vector space.",
@@ -16,25 +15,6 @@ TEXTS = [
     "by re-ranking candidates with the float query. " * 6,
     "ONNX Runtime runs the exported graph.",
 ]
-
-
-def _cos(a, b):
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    return model_registry(REPO / "tasks").get("all-MiniLM-L6-v2")
-
-
-@pytest.fixture(scope="module")
-def reference(minilm):
-    from sentence_transformers import SentenceTransformer
-
-    from bench.weights import weights_location
-
-    st = SentenceTransformer(weights_location(minilm), device="cpu")
-    return st.encode(TEXTS, convert_to_numpy=True)
 
 
 def test_torch_backend_equals_sentence_transformers_encode(minilm, reference, tmp_path):
@@ -46,7 +26,7 @@ def test_torch_backend_equals_sentence_transformers_encode(minilm, reference, tm
 
 def test_torch_bfloat16_stays_close_to_float32(minilm, reference, tmp_path):
     enc = make_encoder(minilm, parse_backend("torch-cpu-bfloat16"), EncoderOptions(4, tmp_path))
-    assert _cos(enc.encode(TEXTS, Role.DOCUMENT), reference).min() > 0.99
+    assert cosines(enc.encode(TEXTS, Role.DOCUMENT), reference).min() > 0.99
 
 
 def test_onnx_float32_and_int8_are_exported_once_and_match(minilm, reference, tmp_path, monkeypatch):
@@ -55,7 +35,7 @@ def test_onnx_float32_and_int8_are_exported_once_and_match(minilm, reference, tm
     fp32 = make_encoder(minilm, parse_backend("onnx"), EncoderOptions(3, tmp_path))
     np.testing.assert_allclose(fp32.encode(TEXTS, Role.DOCUMENT), reference, atol=1e-4)
     int8 = make_encoder(minilm, parse_backend("onnx-cpu-int8"), EncoderOptions(3, tmp_path))
-    assert _cos(int8.encode(TEXTS, Role.DOCUMENT), reference).min() > 0.98
+    assert cosines(int8.encode(TEXTS, Role.DOCUMENT), reference).min() > 0.98
     assert fp32.count_tokens(["hello world"]) == 4
     assert fp32.n_parameters > 22_000_000
     import onnx  # the eager attention graph (MatMul, Softmax, MatMul), not sdpa's decomposition

@@ -5,20 +5,13 @@ import pytest
 
 from bench.encoders import EncoderOptions, make_encoder, parse_backend
 from bench.measure import cuda_peak_bytes, cuda_peak_reset, matmul_peak_gflops
-from bench.models import model_registry
 from bench.types import Role
-from tests.conftest import REPO
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]  # fmt: skip
 
 TEXTS = ["a short query", "a longer document about dense retrieval and quantization " * 5]
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    return model_registry(REPO / "tasks").get("all-MiniLM-L6-v2")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])

@@ -11,9 +11,8 @@ import pytest
 
 from bench.encoders import EncoderOptions, make_encoder, openvino_rt, parse_backend
 from bench.errors import InputError, Unavailable
-from bench.models import model_registry
 from bench.types import Role
-from tests.conftest import REPO
+from tests.conftest import cosines
 
 pytest.importorskip("openvino")
 
@@ -26,25 +25,6 @@ TEXTS = [
 ]
 FLOAT32_ATOL = 1e-4  # per component of unit vectors: the same arithmetic in another runtime
 INT8_MIN_COSINE = 0.97  # int8 weights and activations calibrated on 16 texts, per text, against s-t
-
-
-def _cos(a, b):
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-@pytest.fixture(scope="module")
-def minilm():
-    return model_registry(REPO / "tasks").get("all-MiniLM-L6-v2")
-
-
-@pytest.fixture(scope="module")
-def reference(minilm):
-    from sentence_transformers import SentenceTransformer
-
-    from bench.weights import weights_location
-
-    st = SentenceTransformer(weights_location(minilm), device="cpu")
-    return st.encode(TEXTS, convert_to_numpy=True)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +77,7 @@ def test_int8_stays_within_its_tolerance_and_is_quantized_once(minilm, reference
                                                                small_calibration):  # fmt: skip
     int8 = make_encoder(minilm, parse_backend("openvino-cpu-int8"), EncoderOptions(3, cache))
     vectors = int8.encode(TEXTS, Role.DOCUMENT)
-    assert _cos(vectors, reference).min() > INT8_MIN_COSINE
+    assert cosines(vectors, reference).min() > INT8_MIN_COSINE
     assert not np.allclose(vectors, reference, atol=1e-3)  # int8 did run: not the float32 graph
     monkeypatch.setattr(openvino_rt, "_quantize", _fail)
     monkeypatch.setattr(openvino_rt, "_convert", _fail)
@@ -158,5 +138,5 @@ def test_int8_with_its_own_calibration_keeps_the_vectors_of_scifact_abstracts(mi
     reference = SentenceTransformer(weights_location(minilm), device="cpu").encode(texts, convert_to_numpy=True)
     vectors = make_encoder(minilm, parse_backend("openvino-cpu-int8"), EncoderOptions(16, cache)).encode(
         texts, Role.DOCUMENT)  # fmt: skip
-    cos = _cos(vectors, reference)
+    cos = cosines(vectors, reference)
     assert cos.min() > 0.985 and cos.mean() > 0.995
