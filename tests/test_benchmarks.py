@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,27 @@ def test_every_name_a_benchmark_takes_from_bench_exists(script):
 def test_every_benchmark_answers_help(script):
     out = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-2000:]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name.removesuffix(".py"), BENCHMARKS[0].parent / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cpu_backends_judges_each_backend_against_torch_at_torchs_fastest_batch_size():
+    """Torch float32 is slower at batch 64 than at 16 (long texts spill the caches); a backend
+    fastest at 64 must be judged against torch at 16, not against torch's slow batch size."""
+    cpu = _script("cpu_backends.py")
+    ref = cpu.REFERENCE
+    seconds = {(ref, 16): [1.0, 1.2, 1.1], (ref, 64): [1.5, 1.8, 1.6],
+               ("fast", 16): [0.6, 0.6, 0.6], ("fast", 64): [0.5, 0.6, 0.5]}  # fmt: skip
+    assert cpu.fastest(seconds, ref) == (ref, 16) and cpu.fastest(seconds, "fast") == ("fast", 64)
+    same, against_best = cpu.ratios(seconds)[("fast", 64)]
+    assert same == pytest.approx(3.0) and against_best == pytest.approx(2.0)  # round 2: 1.8/0.6, 1.2/0.6
+    specs = [cpu.parse_backend("torch"), type("Spec", (), {"id": "fast"})()]
+    line = cpu.verdict(specs, seconds, {ref: (0.6, 1.0), "fast": (0.6, 0.999)})
+    assert "fast at batch size 64, 2.00x torch float32 at batch size 16" in line
+    with pytest.raises(Exception, match="distinct positive"):
+        cpu.batch_sizes("16,0")
