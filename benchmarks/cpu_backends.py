@@ -6,7 +6,7 @@ pause between passes so one runtime's spinning threads do not slow the next). do
 over rounds; a ratio to torch float32 is the median of the per-round ratios (the same round, so
 drift of the machine cancels); the spread is the slowest and fastest round. Each backend is judged
 at its own fastest batch size against torch float32 at *its* fastest: a batch size that slows torch
-(long texts in large batches spill the caches) must not inflate another backend's ratio. The
+(on long texts torch ran a fifth slower at 64 than at 8) must not inflate another backend's ratio. The
 ratio at the same batch size is shown beside it. GFLOP/s counts the model's forward FLOPs for the
 sample's real tokens (``bench.flops``); the fraction is of this machine's measured matrix-multiply
 peak in the dtype the backend multiplies in (``bench.measure.matmul_peak_gflops``, budgeted, the
@@ -77,7 +77,7 @@ def parse_args() -> argparse.Namespace:
         "--sample", type=int, default=256, help="seeded SciFact abstracts timed per pass"
     )
     parser.add_argument(
-        "--rounds", type=int, default=5, help="interleaved rounds (each backend once per round)"
+        "--rounds", type=int, default=5, help="interleaved rounds (each backend at each batch size once per round)"
     )
     parser.add_argument("--batch-sizes", type=batch_sizes, default=(4, 8, 16, 32, 64),
                         help="comma-separated; every backend is timed at each")  # fmt: skip

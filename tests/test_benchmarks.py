@@ -59,7 +59,7 @@ def _script(name: str):
 
 
 def test_cpu_backends_judges_each_backend_against_torch_at_torchs_fastest_batch_size():
-    """Torch float32 is slower at batch 64 than at 16 (long texts spill the caches); a backend
+    """Torch float32 can be slower at batch 64 than at 16 (it is on long texts on CPU); a backend
     fastest at 64 must be judged against torch at 16, not against torch's slow batch size."""
     cpu = _script("cpu_backends.py")
     ref = cpu.REFERENCE
