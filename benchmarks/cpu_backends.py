@@ -5,13 +5,13 @@ Speed: each backend encodes the same seeded sample of SciFact abstracts at each 
 pause between passes so one runtime's spinning threads do not slow the next). docs/s is the median
 over rounds; a ratio to torch float32 is the median of the per-round ratios (the same round, so
 drift of the machine cancels); the spread is the slowest and fastest round. Each backend is judged
-at its own fastest batch size against torch float32 at *its* fastest: a batch size that slows torch
-(on long texts torch ran a fifth slower at 64 than at 8) must not inflate another backend's
-ratio. The ratio at the same batch size is shown beside it. GFLOP/s counts the model's forward FLOPs for the
-sample's real tokens (``bench.flops``); the fraction is of this machine's measured matrix-multiply
-peak in the dtype the backend multiplies in (``bench.measure.matmul_peak_gflops``, budgeted, the
-best of a measurement before and after the rounds). A rate above that peak is reported as such,
-never as a utilization above 100%.
+at its own fastest batch size against torch float32 at *its* fastest: a batch size that slows
+torch (on long texts torch ran a fifth slower at 64 than at 8) must not inflate another backend's
+ratio. The ratio at the same batch size is shown beside it. GFLOP/s counts the model's forward
+FLOPs for the sample's real tokens (``bench.flops``); the fraction is of this machine's measured
+matrix-multiply peak in the dtype the backend multiplies in (``bench.measure.matmul_peak_gflops``,
+budgeted, the best of a measurement before and after the rounds). A rate above that peak is
+reported as such, never as a utilization above 100%.
 
 Quality: nDCG@10 on all of SciFact at float32 and full dimension, from one ``bench run`` over the
 same backends (``runner.run``); its vectors live in the embedding cache, so only the first run of
