@@ -12,7 +12,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -179,16 +179,29 @@ def measure_context_encoder(
     return _cost(encoder, chunks, seconds, queries, load_seconds, repeats, latency_queries)
 
 
-def alternating_medians(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each of ``runs``, timed in turn (A, B, A, B, ...) ``repeats`` times, so
-    drift of the machine falls on all of them alike (warm them up first)."""
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
+def alternating_seconds(runs: dict[Hashable, Callable[[], object]], rounds: int, settle: float = 0.0,
+                        rotate: bool = False, after_round: Callable[[], object] | None = None) -> dict:
+    """Seconds of each of ``runs`` per round, timed in turn (A, B, A, B, ...) for ``rounds`` rounds,
+    so drift of the machine falls on all of them alike (warm them up first). ``rotate`` starts
+    round r at the r-th run; ``settle`` pauses before each pass; ``after_round`` is called after each."""
+    times: dict = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(rounds):
+        start = r % len(names) if rotate else 0
+        for name in names[start:] + names[:start]:
+            if settle:
+                time.sleep(settle)
             t = time.perf_counter()
-            run()
+            runs[name]()
             times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(seconds) for name, seconds in times.items()}
+        if after_round is not None:
+            after_round()
+    return times
+
+
+def alternating_medians(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each of ``runs`` over ``repeats`` alternating rounds (``alternating_seconds``)."""
+    return {name: statistics.median(seconds) for name, seconds in alternating_seconds(runs, repeats).items()}
 
 
 def _latencies(encoder: Encoder, queries: list[str]) -> list[float]:

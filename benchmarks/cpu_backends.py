@@ -29,7 +29,6 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,7 +46,7 @@ from bench.environment import (
     package_versions,
 )
 from bench.flops import flops_per_token
-from bench.measure import matmul_peak_gflops
+from bench.measure import alternating_seconds, matmul_peak_gflops
 from bench.models import model_registry
 from bench.profile import utilization
 from bench.results import read_run
@@ -144,15 +143,10 @@ def interleaved(
 ) -> tuple[dict, list[float]]:
     """Seconds per pass for each encoder (a backend at a batch size) over ``rounds`` rounds (order
     rotated each round), and the 1-minute load average at the end of each round."""
-    seconds: dict = {name: [] for name in encoders}
-    loads, names = [], list(encoders)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            time.sleep(settle)
-            started = time.perf_counter()
-            encoders[name].encode(texts, Role.DOCUMENT)
-            seconds[name].append(time.perf_counter() - started)
-        loads.append(os.getloadavg()[0])
+    loads: list[float] = []
+    passes = {key: (lambda enc=enc: enc.encode(texts, Role.DOCUMENT)) for key, enc in encoders.items()}
+    seconds = alternating_seconds(passes, rounds, settle=settle, rotate=True,
+                                  after_round=lambda: loads.append(os.getloadavg()[0]))  # fmt: skip
     return seconds, loads
 
 

@@ -193,3 +193,15 @@ def test_an_engine_that_cannot_count_tokens_reports_no_token_rate_rather_than_ze
     assert cost.documents_per_second > 0
     counted = measure_encoder(HashingEncoder(dim=16), ["a b c", "d e"], ["q"], load_seconds=0.0, repeats=1)
     assert counted.tokens_per_second > 0 and counted.mean_tokens_per_document == 2.5
+
+
+def test_alternating_timing_takes_turns_and_rotates_the_starting_run():
+    from bench.measure import alternating_medians, alternating_seconds
+
+    order, rounds_done = [], []
+    runs = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    times = alternating_seconds(runs, 3, rotate=True, after_round=lambda: rounds_done.append(len(order)))
+    assert order == list("abcbcacab") and rounds_done == [3, 6, 9]
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+    order.clear()
+    assert set(alternating_medians(runs, 2)) == set("abc") and order == list("abcabc")
