@@ -72,5 +72,7 @@ def test_cpu_backends_judges_each_backend_against_torch_at_torchs_fastest_batch_
     line = cpu.verdict(specs, seconds, {ref: (0.6, 1.0), "fast": (0.6, 0.999)})
     assert "fast at batch size 64, 2.00x torch float32 at batch size 16" in line
     assert "its best ratio is 3.00x (batch size 64, where torch float32 runs at 0.67x its fastest)" in line
-    with pytest.raises(Exception, match="distinct positive"):
-        cpu.batch_sizes("16,0")
+    for bad in ("", "16,0", "-4", "8,x", "16,16"):
+        with pytest.raises(Exception, match="distinct positive"):
+            cpu.batch_sizes(bad)
+    assert cpu.batch_sizes("4,64") == (4, 64)
