@@ -13,7 +13,9 @@ from bench.search import Hits, Index
 
 # The version of what a cell's scores mean (search, transforms, metrics). Part of every cell's
 # identity: bump it when a change alters any score, so no stored cell of the old code is reused.
-SCORING_VERSION = 3
+# 4: int8-tanh rounds the float32 steps of an exact tanh; sign bits come from the raw rows;
+# normalizing divides by max(norm, 1e-12), as torch's F.normalize does.
+SCORING_VERSION = 4
 
 
 @dataclass(frozen=True)

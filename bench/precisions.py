@@ -48,6 +48,9 @@ class Codec:
     dequantize: Decode | None = None  # stored rows -> float coordinates (asymmetric, rescoring)
     calibrated: bool = False  # needs per-dimension ranges fitted on a calibration set
     max_abs: float = 0.0  # largest |value| of integer codes (0: float values)
+    # Codes that depend on the signs alone take the truncated raw rows: normalizing first could
+    # only change them, where a tiny value underflows to -0.0 or a huge row's norm overflows.
+    signs_only: bool = False
 
     def exact_in_float32(self, dim: int) -> bool:
         """Integer dot products stay exact in float32 below 2**24; float values are float32 anyway."""
@@ -81,7 +84,9 @@ class Precision:
         return tf.normalize(x) if self.normalized else np.asarray(x, dtype=np.float32)
 
     def store(self, raw: np.ndarray, dim: int, ranges: tf.Ranges | None) -> np.ndarray:
-        """Raw corpus rows -> stored rows (applied chunk by chunk, in memory or on disk)."""
+        """Raw rows -> stored rows (corpus chunk by chunk, in memory or on disk; quantized queries)."""
+        if self.codec.signs_only:
+            return self.codec.encode(tf.truncate(np.asarray(raw, dtype=np.float32), dim), ranges)
         return self.codec.encode(self.prepare(raw, dim), ranges)
 
     @property
@@ -211,7 +216,8 @@ UINT8 = _scalar_codec(256, signed=False)
 INT4 = _scalar_codec(16, signed=True)
 UINT4 = _scalar_codec(16, signed=False)
 TANH8 = Codec(np.dtype(np.int8), _same, lambda x, r: tf.int8_tanh(x), _codes, max_abs=128.0)
-SIGNS = Codec(np.dtype(np.uint8), lambda d: (d + 7) // 8, lambda x, r: tf.binarize(x), _signs, _signs)
+SIGNS = Codec(np.dtype(np.uint8), lambda d: (d + 7) // 8, lambda x, r: tf.binarize(x), _signs, _signs,
+              signs_only=True)
 CODES = Codec(np.dtype(np.int8), _same, _as_codes, _codes, max_abs=128.0)
 ANY = ("float", "int8", "binary")  # the float precisions score codes and signs as they are
 

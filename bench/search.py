@@ -245,10 +245,9 @@ class Index:
 
     def transform_queries(self, queries: np.ndarray) -> np.ndarray:
         """What the first stage scores for raw queries: encoded like the documents, or float32."""
-        prepared = self.precision.prepare(queries, self.dim)
         if not self.precision.quantizes_query:
-            return prepared
-        return self.precision.codec.encode(prepared, self.ranges)
+            return self.precision.prepare(queries, self.dim)
+        return self.precision.store(queries, self.dim, self.ranges)
 
     def decode(self, rows: np.ndarray) -> np.ndarray:
         """Stored rows -> the values symmetric scoring multiplies."""

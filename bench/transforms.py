@@ -29,11 +29,16 @@ def truncate(x: np.ndarray, dim: int) -> np.ndarray:
     return x[:, :dim]
 
 
+NORM_EPS = np.float32(1e-12)  # torch.nn.functional.normalize's default eps
+
+
 def normalize(x: np.ndarray) -> np.ndarray:
-    """Scale rows to unit L2 norm (zero rows stay zero); float32 result."""
+    """Scale rows to unit L2 norm, dividing by ``max(norm, 1e-12)`` as torch's
+    ``F.normalize`` does for sentence-transformers and mteb (zero rows stay zero; a row whose
+    norm is below 1e-12 stays short of unit length there, so it does here); float32 result."""
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0).astype(np.float32)
+    return x / np.maximum(norms, NORM_EPS)
 
 
 # --------------------------------------------------------------------------- scalar quantization
@@ -121,8 +126,14 @@ def unpack_nibbles(packed: np.ndarray, dim: int) -> np.ndarray:
 
 
 def int8_tanh(x: np.ndarray) -> np.ndarray:
-    """pplx-embed-v1's int8: ``round(127 * tanh(x))`` clipped to [-128, 127] (never truncated)."""
-    levels = np.rint(127.0 * np.tanh(np.asarray(x, dtype=np.float32)))
+    """pplx-embed-v1's int8: ``round(127 * tanh(x))`` clipped to [-128, 127] (never truncated).
+
+    The steps are torch's in float32: tanh correctly rounded to float32 (computed in float64 and
+    cast; NumPy's own float32 tanh can be one unit in the last place off, which moves a code by
+    one where ``127 * tanh(x)`` lies next to a .5 boundary), the product by 127 in float32, then
+    round half to even."""
+    tanh = np.tanh(np.asarray(x, dtype=np.float32).astype(np.float64)).astype(np.float32)
+    levels = np.rint(np.float32(127) * tanh)
     return np.clip(levels, -128, 127).astype(np.int8)
 
 

@@ -85,3 +85,31 @@ def test_minilm_on_full_scifact_matches_mteb(tmp_path):
 
     reference = _compare(tmp_path, "torch", None, default_cache_dir())
     assert reference["ndcg_at_10"] == pytest.approx(0.6451, abs=0.01)  # MTEB's published MiniLM score
+
+
+def test_a_document_vector_shorter_than_1e_12_scores_as_mteb_scores_it():
+    """mteb (torch's F.normalize) divides by max(norm, 1e-12): a vector of norm 1e-14 keeps a
+    cosine of 0.01 with its own direction there, not 1, and ranks below a less aligned document."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from bench.evaluate import evaluate_index
+    from bench.search import build_index
+    from bench.taskdata import judged
+    from bench.types import TaskSpec
+
+    corpus = {"a": "text a", "b": "text b", "c": "text c"}
+    queries, qrels = {"q1": "query 1", "q2": "query 2"}, {"q1": {"a": 1}, "q2": {"c": 1}}
+    docs = {"a": [1e-14, 0.0, 0.0], "b": [0.6, 0.8, 0.0], "c": [0.0, 1.0, 0.1]}
+    query_vectors = {"q1": [1.0, 0.0, 0.0], "q2": [0.0, 1.0, 0.0]}
+    data = judged(TaskSpec(name="Tiny", source="beir", path=Path(".")), corpus, queries, qrels)
+    index = build_index("float32", np.array([docs[d] for d in data.corpus], np.float32), 3)
+    ours = evaluate_index(index, np.array([query_vectors[q] for q in data.queries], np.float32),
+                          list(data.queries), list(data.corpus), data.qrels, 1000).means  # fmt: skip
+    reference = mteb_retrieval_scores({d: {"text": t} for d, t in corpus.items()}, queries, qrels,
+                                      {d: np.array(v, np.float32) for d, v in docs.items()},
+                                      {q: np.array(v, np.float32) for q, v in query_vectors.items()})  # fmt: skip
+    assert reference["precision_at_1"] == 0.5  # q1's relevant document is not first there
+    for metric in QUALITY_METRICS:
+        assert ours[metric] == pytest.approx(reference[metric], abs=1e-5), metric

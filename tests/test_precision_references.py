@@ -16,6 +16,7 @@ import torch
 from sentence_transformers.util.quantization import _dequantize_embeddings, quantize_embeddings
 
 from bench import precisions, search
+from bench import transforms as tf
 from bench.search import build_index
 
 SEEDS = [0, 1, 2]
@@ -117,6 +118,27 @@ def test_binary_bits_follow_pplx_x_ge_0_and_differ_from_sentence_transformers_on
     np.testing.assert_array_equal(st_bits, st_signed)
     np.testing.assert_array_equal(signs != st_bits, raw[:, :dim] == 0)
     assert (raw[:, :dim] == 0).any()
+
+
+@pytest.mark.parametrize("name", ["binary", "binary-rescore"])
+def test_binary_bits_are_the_raw_signs_where_normalizing_would_underflow_or_overflow(name):
+    """-1e-44 / 100 underflows to -0.0 (which x >= 0 counts as 1), and a row of 3e19s has an
+    infinite float32 norm: the bits come from the raw truncated rows, as pplx's quantizer's do."""
+    raw = np.array([[100.0, -1e-44, 3.0, -2.0, 1e-45, -5.0, 0.0, 1.0],
+                    [3e19, -3e19, 3e19, -3e19, 3e19, -3e19, 3e19, -3e19],
+                    [-3e19, -3e19, 1e-40, -1e-40, 2.0, -2.0, -1e-45, 1.0]], np.float32)  # fmt: skip
+    expected = _flexible_quantizer("ubinary", raw).astype(np.uint8)
+    index = build_index(name, raw, 8, rescore_multiplier=2 if name.endswith("rescore") else 0)
+    np.testing.assert_array_equal(index.vectors, expected)
+    np.testing.assert_array_equal(index.transform_queries(raw), expected)
+
+
+def test_normalizing_divides_by_the_norm_clamped_at_1e_12_as_torch_does():
+    raw = np.array([[1e-14, 0, 0], [0, 0, 0], [3, 4, 0], [1e-13, -1e-13, 5e-13], [1e-6, 0, 0], [-2e-12, 0, 1e-12]],
+                   np.float32)  # fmt: skip
+    expected = torch.nn.functional.normalize(torch.from_numpy(raw), p=2, dim=1).numpy()
+    np.testing.assert_allclose(tf.normalize(raw), expected, rtol=1e-6, atol=0)
+    assert tf.normalize(raw)[0, 0] == pytest.approx(0.01, rel=1e-6)
 
 
 def test_pplx_ubinary_ranks_exactly_as_binary_so_it_is_not_a_separate_cell():

@@ -44,6 +44,26 @@ def test_int8_tanh_rounds_instead_of_truncating():
     assert got[0, 2] == 127
 
 
+def test_int8_tanh_rounds_the_float32_steps_of_an_exact_tanh_at_the_half_boundaries():
+    """pplx's quantizer runs tanh, * 127 and round in float32. With tanh correctly rounded to
+    float32 (Python's double tanh, then float32), each step is pinned down; NumPy's own float32
+    tanh is one unit in the last place off for some inputs (1.0147426 gives 98, not 97)."""
+    import math
+
+    k = np.arange(-127, 127) + 0.5
+    centre = np.arctanh(k / 127).astype(np.float32)
+    x = np.concatenate([centre + np.float32(step) * np.spacing(centre) for step in range(-3, 4)])
+    x = np.concatenate([x, [1.0147426, -1.0147426, 0.0, -0.0, 40.0, -40.0]]).astype(np.float32)
+
+    def exact(v: np.float32) -> int:
+        product = np.float32(127) * np.float32(math.tanh(float(v)))
+        return int(np.clip(np.rint(product), -128, 127))
+
+    expected = np.array([[exact(v) for v in x]], np.int8)
+    np.testing.assert_array_equal(tf.int8_tanh(x[None]), expected)
+    assert tf.int8_tanh(np.array([[1.0147426]], np.float32))[0, 0] == 97  # 127 tanh = 97.4999990
+
+
 def test_binarize_packs_sign_bits_with_zero_counted_as_positive():
     x = np.array([[1.0, -1.0, 0.0, -0.1, 2.0, -3.0, 0.5, -0.5, 1.0]], np.float32)
     packed = tf.binarize(x)
