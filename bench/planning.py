@@ -45,6 +45,7 @@ def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
     validate(config, tasks_dir)
     model_reg = model_registry(tasks_dir)
     tasks = expand_tasks(config.tasks, tasks_dir)
+    _check_top_k(config, tasks)
     data = {key: load_task(spec) for key, spec in tasks.items()}
     if config.limit:
         data = {name: subset(d, config.limit) for name, d in data.items()}
@@ -56,6 +57,17 @@ def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
                for m in models.values() for b in config.backends for c in config.contexts}  # fmt: skip
     task_digests = {name: task_digest(tasks[name], d) for name, d in data.items()}
     return Plan(config, models, tasks, data, task_digests, vectors, texts)
+
+
+def _check_top_k(config: SweepConfig, tasks: dict[str, TaskSpec]) -> None:
+    """A main score at k needs the top k documents: from fewer it would read as a plausible,
+    wrong number. (The other metrics beyond ``top_k`` are computed over the ``top_k`` retrieved,
+    as mteb computes them with the same ``top_k``.)"""
+    for key, spec in tasks.items():
+        depth = int(spec.main_score.rsplit("_", 1)[1]) if spec.main_score else 0
+        if config.top_k < depth:
+            raise InputError(f"top_k {config.top_k} is below {depth}, the depth of task {key}'s main score "
+                             f"{spec.main_score}; use a top_k of at least {depth}")  # fmt: skip
 
 
 def _check_calibration(config: SweepConfig, data: dict[str, TaskData]) -> None:

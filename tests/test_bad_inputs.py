@@ -190,6 +190,8 @@ RUN_CASES = {
     "--limit 0": (lambda w: ["--limit", "0"], 2, "--limit: limit must be at least 1, got 0"),
     "--batch-size negative": (lambda w: ["--batch-size", "-1"], 2, "--batch-size: batch_size must be at least 1, got -1"),
     "--top-k text": (lambda w: ["--top-k", "abc"], 2, "argument --top-k: expected an integer, got 'abc'"),
+    "--top-k below the main score's depth": (lambda w: ["--top-k", "5"], 2,
+                                             "top_k 5 is below 10, the depth of task Toy's main score ndcg_at_10"),
     "unknown flag": (lambda w: ["--foo"], 2, "unrecognized arguments: --foo"),
     "unknown precision flag": (lambda w: ["--precisions", "float32,int3"], 2, "unknown precision 'int3'"),
     # task files
