@@ -7,13 +7,13 @@ line is checked and an error names the file and line.
 from __future__ import annotations
 
 import gzip
-import json
 import logging
 import re
+import zlib
 from pathlib import Path
 from typing import Container, Iterator, Mapping
 
-from bench.errors import InputError
+from bench.errors import InputError, parse_json
 from bench.taskdata import document_text, judged
 from bench.types import TaskData, TaskSpec
 
@@ -21,9 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def find_file(folder: Path, stem: str) -> Path:
-    """``folder/stem`` or ``folder/stem.gz``, whichever exists; else one line saying neither does."""
+    """``folder/stem`` or ``folder/stem.gz``, whichever exists (the plain file, with a warning, where
+    both do); else one line saying neither does."""
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.is_file():
+            if candidate.suffix != ".gz" and (folder / f"{stem}.gz").is_file():
+                log.warning("%s and %s.gz both exist; reading %s", candidate, stem, candidate.name)
             return candidate
     raise InputError(f"{folder / stem}: file not found (nor {stem}.gz)")
 
@@ -46,7 +49,7 @@ def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
                     yield lineno, raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise InputError(f"{path}:{lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a gzip stream corrupt inside
         raise InputError(f"{path}: unreadable after line {lineno} ({exc})") from None
 
 
@@ -73,10 +76,7 @@ def read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
 
 def json_record(line: str, where: str) -> tuple[dict, str]:
     """One JSON-lines record and its checked ``_id``; a malformed line is one error naming ``where``."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
+    record = parse_json(line, where)
     if not isinstance(record, dict) or "_id" not in record:
         raise InputError(f"{where}: expected a JSON object with an '_id'")
     return record, record_id(record["_id"], where)
@@ -104,7 +104,9 @@ def check_unicode(text: str, where: str, field: str) -> None:
 
 # ASCII digits only: int() also takes "1_0" and digits of other scripts, which qrels never mean.
 _RELEVANCE = re.compile(r"-?[0-9]{1,10}")
-MAX_RELEVANCE = 2**31 - 1  # pytrec_eval keeps relevance in a C int
+# pytrec_eval (trec_eval) allocates memory per relevance level for every query's nDCG (about 8
+# bytes a level: 2**31 - 1 took 17 GB for six documents); real judgements use a handful of levels.
+MAX_RELEVANCE = 1_000_000
 
 
 def _relevance(text: str, where: str) -> int:
@@ -114,8 +116,16 @@ def _relevance(text: str, where: str) -> int:
     if score < 0:
         raise InputError(f"{where}: relevance must not be negative, got {score}")
     if score > MAX_RELEVANCE:
-        raise InputError(f"{where}: relevance {score} is above {MAX_RELEVANCE}")
+        raise InputError(f"{where}: relevance {score} is above {MAX_RELEVANCE:,} (pytrec_eval allocates memory "
+                         "for every relevance level)")  # fmt: skip
     return score
+
+
+def _is_header(row: list[str]) -> bool:
+    """BEIR's header line (``query-id``, ``corpus-id`` or ``chunk-id``, ``score``): three fields, the
+    first ``query-id`` and the last no relevance. A judgement of a query whose id is ``query-id``
+    is not one; a file whose line breaks are lone carriage returns (one long line) is not either."""
+    return len(row) == 3 and row[0] == "query-id" and not _RELEVANCE.fullmatch(row[2].strip())
 
 
 def read_qrels(path: Path) -> Iterator[tuple[str, str, int, str]]:
@@ -123,12 +133,13 @@ def read_qrels(path: Path) -> Iterator[tuple[str, str, int, str]]:
     for lineno, line in numbered_lines(path):
         where = f"{path}:{lineno}"
         row = line.rstrip("\r\n").split("\t")
-        if lineno == 1 and row[:1] == ["query-id"]:
+        if lineno == 1 and _is_header(row):
             continue
         if not "".join(row).strip():
             continue
         if len(row) != 3:
-            raise InputError(f"{where}: expected 3 tab-separated fields, got {len(row)}")
+            hint = " (a carriage return inside the line: lines must end in \\n or \\r\\n)" if "\r" in line.rstrip("\r\n") else ""
+            raise InputError(f"{where}: expected 3 tab-separated fields, got {len(row)}{hint}")
         yield row[0], row[1], _relevance(row[2], where), where
 
 
@@ -144,12 +155,18 @@ def read_judgements(folder: Path, split: str, queries: Mapping, targets: Contain
     """``qrels/<split>.tsv`` of a task folder, every line naming a known query and a known target
     (a document or chunk id; ``unknown`` formats the error for one that is not)."""
     qrels: dict[str, dict[str, int]] = {}
-    for qid, target, score, where in read_qrels(find_file(folder / "qrels", f"{split}.tsv")):
+    path, conflicts = find_file(folder / "qrels", f"{split}.tsv"), []
+    for qid, target, score, where in read_qrels(path):
         if qid not in queries:
             raise InputError(f"{where}: query id {qid!r} is not in queries.jsonl")
         if target not in targets:
             raise InputError(f"{where}: {unknown.format(target)}")
+        if qrels.get(qid, {}).get(target, score) != score:
+            conflicts.append(where)
         qrels.setdefault(qid, {})[target] = score
+    if conflicts:
+        log.warning("%s: %d line(s) judge a (query, document) pair judged before with another relevance, "
+                    "first %s; the last judgement counts, as in mteb", path, len(conflicts), conflicts[0])  # fmt: skip
     return qrels
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from bench.errors import InputError
+from bench.errors import InputError, parse_json
 from bench.types import CalibrationSpec
 
 
@@ -24,17 +24,14 @@ def _open_text(path: Path) -> list[str]:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
         return raw.decode("utf-8-sig").splitlines()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise InputError(f"{path}: cannot read the calibration file ({exc})") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
 def _json_text(line: str, where: str) -> str:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
+    record = parse_json(line, where)
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
         raise InputError(f"{where}: expected an object with a string field 'text'")
     title = record.get("title") or ""

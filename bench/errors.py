@@ -6,6 +6,7 @@ with its code; nothing is written to the results directory before inputs are val
 
 from __future__ import annotations
 
+import json
 from difflib import get_close_matches
 from typing import Iterable
 
@@ -53,3 +54,17 @@ def unknown(kind: str, value: str, choices: Iterable[str]) -> InputError:
     return InputError(
         f"unknown {kind} {value!r}{did_you_mean(value, choices)}; choose from: {', '.join(choices)}"
     )
+
+
+def parse_json(text: str | bytes, where: str):
+    """``json.loads``, with every refusal of the parser one ``InputError`` naming ``where``: malformed
+    JSON, and what Python's parser raises besides (nesting too deep for its recursion, an integer
+    of more digits than Python converts)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: malformed JSON ({exc.msg})") from None
+    except RecursionError:
+        raise InputError(f"{where}: malformed JSON (nested too deeply)") from None
+    except ValueError as exc:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise InputError(f"{where}: malformed JSON ({str(exc).split(';')[0]:.120})") from None

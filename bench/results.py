@@ -64,8 +64,8 @@ def read_json(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a folder, not a JSON file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested or numbered past the parser
+        raise InputError(f"{path}: not valid JSON ({str(exc) or 'nested too deeply':.160})") from None
     except OSError as exc:
         raise InputError(f"{path}: unreadable ({exc.strerror or exc})") from None
     if not isinstance(data, dict):

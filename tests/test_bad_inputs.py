@@ -100,6 +100,31 @@ def _append(path: Path, data: bytes) -> list[str]:
     return []
 
 
+def _corrupt_gzip_corpus(w) -> list[str]:
+    """corpus.jsonl replaced by a .gz whose deflate stream is corrupt inside (zlib's own error, not
+    a truncation or a checksum): the first byte flip that makes zlib refuse the stream."""
+    import gzip
+    import io
+    import zlib
+
+    plain = _data(w, "corpus.jsonl")
+    lines = plain.read_bytes() + b"".join(b'{"_id": "x%d", "text": "filler %d"}\n' % (i, i) for i in range(200))
+    packed = gzip.compress(lines, mtime=0)
+    for pos in range(10, len(packed) - 8):
+        damaged = bytearray(packed)
+        damaged[pos] ^= 0xFF
+        try:
+            with gzip.open(io.BytesIO(bytes(damaged))) as handle:
+                handle.read()
+        except zlib.error:
+            plain.unlink()
+            plain.with_name("corpus.jsonl.gz").write_bytes(bytes(damaged))
+            return []
+        except (OSError, EOFError):  # a flip in the header or the checksum: not this case
+            pass
+    raise AssertionError("no byte flip made zlib refuse the stream")
+
+
 def _replace_line(path: Path, index: int, data: bytes) -> list[str]:
     lines = path.read_bytes().splitlines(keepends=True)
     lines[index] = data
@@ -220,7 +245,19 @@ RUN_CASES = {
     "relevance 1e20": (lambda w: _append(_data(w, "qrels/test.tsv"), b"q1\td2\t100000000000000000000\n"), 2,
                        "test.tsv:8: relevance must be an integer, got '100000000000000000000'"),
     "relevance above a C int": (lambda w: _append(_data(w, "qrels/test.tsv"), b"q1\td2\t4294967296\n"), 2,
-                                "test.tsv:8: relevance 4294967296 is above 2147483647"),
+                                "test.tsv:8: relevance 4294967296 is above 1,000,000"),
+    "relevance that would take pytrec_eval 17 GB": (
+        lambda w: _append(_data(w, "qrels/test.tsv"), b"q1\td2\t2147483647\n"), 2,
+        "test.tsv:8: relevance 2147483647 is above 1,000,000 (pytrec_eval allocates memory for every relevance level)"),
+    "qrels with lone carriage returns": (
+        lambda w: _data(w, "qrels/test.tsv").write_bytes(b"query-id\tcorpus-id\tscore\rq1\td1\t1\rq2\td2\t1\r"), 2,
+        "test.tsv:1: expected 3 tab-separated fields, got 7 (a carriage return inside the line"),
+    "gzip stream corrupt inside": (_corrupt_gzip_corpus, 2, "corpus.jsonl.gz: unreadable after line"),
+    "JSON nested past the parser's recursion": (
+        lambda w: _append(_data(w, "queries.jsonl"), b'{"_id": "q9", "text": "x", "extra": ' + b"[" * 100_000 + b"}\n"),
+        2, "queries.jsonl:5: malformed JSON (nested too deeply)"),
+    "an id of 5000 digits": (lambda w: _append(_data(w, "queries.jsonl"), b'{"_id": ' + b"7" * 5000 + b', "text": "x"}\n'),
+                             2, "queries.jsonl:5: malformed JSON (Exceeds the limit (4300 digits)"),
     "relevance with an underscore": (lambda w: _append(_data(w, "qrels/test.tsv"), b"q1\td2\t1_0\n"), 2,
                                      "test.tsv:8: relevance must be an integer, got '1_0'"),
     "relevance in Arabic-Indic digits": (lambda w: _append(_data(w, "qrels/test.tsv"), "q1\td2\t\u0663\n".encode()), 2,

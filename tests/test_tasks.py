@@ -115,3 +115,34 @@ def test_subset_keeps_judged_documents_of_the_first_queries(scifact):
     assert len(small.queries) == 5
     assert all(d in small.corpus for rels in small.qrels.values() for d in rels)
     assert len(small.corpus) <= sum(len(r) for r in small.qrels.values()) + 50
+
+
+def test_a_first_qrels_line_judging_a_query_named_query_id_is_a_judgement_not_a_header(toy_tasks_dir):
+    folder = toy_tasks_dir / "data" / "Toy"
+    with (folder / "queries.jsonl").open("a") as f:
+        f.write(json.dumps({"_id": "query-id", "text": "a query whose id is BEIR's header word"}) + "\n")
+    qrels = folder / "qrels" / "test.tsv"
+    body = [line for line in qrels.read_text().splitlines() if not line.startswith("query-id\t")]
+    qrels.write_text("\n".join(["query-id\td2\t1", *body]) + "\n")  # no header: line 1 is a judgement
+    data = load_task(_spec(toy_tasks_dir))
+    assert data.qrels["query-id"] == {"d2": 1}
+    qrels.write_text("\n".join(["query-id\tchunk-id\tscore", *body]) + "\n")  # a header naming chunks
+    assert "query-id" not in load_task(_spec(toy_tasks_dir)).qrels
+
+
+def test_a_pair_judged_twice_with_different_relevance_keeps_the_last_and_says_so(toy_tasks_dir, caplog):
+    qrels = toy_tasks_dir / "data" / "Toy" / "qrels" / "test.tsv"
+    first = next(line for line in qrels.read_text().splitlines()[1:] if line.endswith("\t1"))
+    qid, did, _ = first.split("\t")
+    qrels.write_text(qrels.read_text() + f"{qid}\t{did}\t1\n")  # the same judgement again: silent
+    assert load_task(_spec(toy_tasks_dir)).qrels[qid][did] == 1 and "judged before" not in caplog.text
+    qrels.write_text(qrels.read_text() + f"{qid}\t{did}\t2\n")
+    assert load_task(_spec(toy_tasks_dir)).qrels[qid][did] == 2  # as mteb's dict of the file
+    assert "1 line(s) judge a (query, document) pair judged before with another relevance" in caplog.text
+
+
+def test_a_plain_file_beside_its_gz_is_read_and_the_pair_is_named(toy_tasks_dir, caplog):
+    folder = toy_tasks_dir / "data" / "Toy"
+    (folder / "corpus.jsonl.gz").write_bytes(gzip.compress(b'{"_id": "other", "text": "another corpus"}\n'))
+    assert "d1" in load_task(_spec(toy_tasks_dir)).corpus
+    assert "corpus.jsonl and corpus.jsonl.gz both exist; reading corpus.jsonl" in caplog.text

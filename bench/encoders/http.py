@@ -315,7 +315,7 @@ class HttpEncoder:
         try:
             items = self._items(json.loads(content), n_texts)
             vectors = [decode_vector(item, self.format, self.dim) for item in items]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise EncoderError(f"{self.label}: malformed response ({type(exc).__name__}: {redact(str(exc))[:100]})") from None
         if len(vectors) != n_texts:
             raise EncoderError(f"{self.label}: returned {len(vectors)} vectors for {n_texts} texts")
@@ -330,7 +330,7 @@ class HttpEncoder:
         try:
             documents = _in_order(json.loads(content)["data"], len(counts), "document")
             out = [self._chunk_vectors(doc, n) for doc, n in zip(documents, counts)]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise EncoderError(f"{self.label}: malformed response ({type(exc).__name__}: {redact(str(exc))[:100]})") from None
         return out
 
