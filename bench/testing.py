@@ -273,8 +273,21 @@ class FakeEmbeddingServer:
         return base64.b64encode(self.native_codes(vector, fmt).tobytes()).decode()
 
     def _echo(self, fault: str, authorization: str) -> tuple[int, dict, bytes]:
+        """``echo:STATUS`` returns the key in the body and headers; ``echo-forms:STATUS`` in the
+        forms servers also use (base64 of the key and of the whole header, URL-encoded, JSON with
+        ``/`` escaped); ``echo-cut:STATUS`` puts the key across the 4,096th byte of the body."""
+        import base64
+        from urllib.parse import quote
+
         key = authorization.removeprefix("Bearer ")
         body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}", "key": key}}).encode()
+        if fault.startswith("echo-forms:"):
+            forms = [base64.b64encode(key.encode()), base64.b64encode(authorization.encode()),
+                     base64.b64encode(f"user:{key}".encode()), quote(key, safe="").encode(),
+                     key.replace("/", "\\/").encode()]  # fmt: skip
+            body = b"rejected: " + b" | ".join(forms)
+        if fault.startswith("echo-cut:"):
+            body = b"rejected:" + b" " * (4096 - 9 - len(key) // 2) + key.encode()
         headers = {"X-Echo-Key": key, "WWW-Authenticate": f'Bearer realm="{key}"', "Retry-After": "0.01"}
         if fault == "redirect":
             return 307, {**headers, "Location": f"{self.url()}?api_key={key}"}, body
@@ -297,7 +310,7 @@ class FakeEmbeddingServer:
                     return self._stream_forever(fault)
                 if fault in ("429", "500"):
                     status, headers, data = int(fault), {"Retry-After": "0.05"} if fault == "429" else {}, b"{}"
-                elif fault and (fault.startswith("echo:") or fault == "redirect"):
+                elif fault and (fault.startswith(("echo:", "echo-forms:", "echo-cut:")) or fault == "redirect"):
                     status, headers, data = server._echo(fault, self.headers.get("Authorization", ""))
                 else:
                     status, headers, data = server._answer(self.path, body, fault)

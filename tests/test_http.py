@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import re
 import time
 
 import numpy as np
@@ -200,3 +201,26 @@ def test_cache_key_follows_the_server_and_what_changes_vectors(monkeypatch):
     assert key() != key(dimensions=16) and key() != key(encoding_format="base64")
     assert "secret-key" not in str(key(api_key_env="X")) and "pw" not in str(key(url="http://u:pw@h/x"))
     assert namespace_key(MODEL, parse_backend("hashing"), Role.QUERY) != namespace_key(MODEL, parse_backend("hashing"), Role.DOCUMENT)
+
+
+@pytest.mark.parametrize("item,fmt,message", [
+    ("", "base64_binary", "0 bytes of packed bits for width 16, expected 2"),  # unpackbits pads with garbage
+    (base64.b64encode(b"\xff").decode(), "base64_binary", "1 bytes of packed bits for width 16, expected 2"),
+    (base64.b64encode(b"\xff" * 3).decode(), "base64_ubinary", "3 bytes of packed bits for width 16, expected 2"),
+    (["0.12"] + [0.0] * 15, "float", "embedding holds str '0.12', not a number"),
+    ([True] + [0.0] * 15, "float", "embedding holds bool 'True', not a number"),
+    ([None] + [0.0] * 15, "float", "embedding holds NoneType"),
+    ([[0.5]] + [0.0] * 15, "float", "embedding holds list"),
+    ([1e39] + [0.0] * 15, "float", "beyond float32's range"),
+])  # fmt: skip
+def test_a_vector_that_is_not_width_many_numbers_is_refused(item, fmt, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        decode_vector(item, fmt, 16)
+
+
+def test_an_integer_past_float64_is_a_malformed_response_not_a_crash():
+    with FakeEmbeddingServer() as server:
+        encoder = _encoder(server)
+        with pytest.raises(EncoderError, match=r"malformed response \(OverflowError"):
+            encoder._parse(b'{"data": [{"index": 0, "embedding": [1' + b"0" * 400 + b"]}]}", 1)
+    np.testing.assert_array_equal(decode_vector([1, -2.5, 0], "float", 3), np.array([1, -2.5, 0], np.float32))

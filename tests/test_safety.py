@@ -270,3 +270,29 @@ def test_ctrl_c_cancels_requests_in_flight_and_keeps_the_finished_ones(tmp_path,
         assert proc.returncode == 0, err
     texts = [len(b["input"]) for b in server.requests[4:]]
     assert sum(texts) == 24 + 2 - 2 * 2  # the corpus and queries, less the two finished requests
+
+
+@pytest.mark.parametrize("fault", ["echo-forms:400", "echo-forms:401", "echo-cut:400"])
+def test_a_key_echoed_encoded_or_cut_in_half_is_masked_too(fault, toy_sweep, toy_tasks_dir, tmp_path, monkeypatch,
+                                                           capsys, caplog):  # fmt: skip
+    """base64 (of the key, of ``Bearer KEY``, of ``user:KEY``), URL-encoded and JSON-escaped echoes,
+    and a key whose first half ends the 4,096 bytes of an error body bench reads."""
+    import base64
+    from urllib.parse import quote
+
+    key = "sk-canary/7f3e+9a1b2c4d5e6"
+    monkeypatch.setenv("BENCH_TEST_API_KEY", key)
+    write_models(toy_tasks_dir, {"toy": {**TOY_MODEL, "role_field": "input_type"}})
+    caplog.set_level("DEBUG")
+    with FakeEmbeddingServer(faults=[fault] * 4) as server:
+        code = main(["-v", "run", str(_keyed_sweep(tmp_path, toy_sweep, server.url())), "--tasks-dir",
+                     str(toy_tasks_dir)])  # fmt: skip
+    assert code == 3
+    out = capsys.readouterr()
+    shown = out.out + out.err + caplog.text
+    assert "HTTP 4" in out.err and out.err.count("\n") == 1
+    half = key[: len(key) // 2 - 1]  # what fits before the cut, less one character
+    for form in (key, quote(key, safe=""), key.replace("/", "\\/"), half,
+                 base64.b64encode(key.encode()).decode()[:-4], base64.b64encode(f"Bearer {key}".encode()).decode()[12:-4],
+                 base64.b64encode(f"user:{key}".encode()).decode()[8:-4]):  # fmt: skip
+        assert form not in shown, form

@@ -23,8 +23,9 @@ arrives) on one asyncio event loop in a background thread. ``timeout`` is a tota
 attempt (connecting, sending and reading the whole body), so a server that trickles bytes cannot
 hold a run; a body above ``max_response_bytes`` is refused as it streams in, never read whole.
 ``close()`` cancels every request in flight at once (the harness calls it on Ctrl-C or a
-failure). Timeouts, connection errors, 429 and 5xx are retried with exponential backoff and
-jitter, honouring ``Retry-After``; anything else fails at once with the endpoint and the status.
+failure). Timeouts, connection errors and HTTP 408, 425, 429, 500, 502, 503 and 504 are retried
+with exponential backoff and jitter, honouring ``Retry-After``; anything else fails at once with
+the endpoint and the status.
 The API key is read from the environment variable named by ``api_key_env``, registered with
 ``bench.redact`` and only ever put in the Authorization header: never in results, logs or
 messages, whatever a server echoes back.
@@ -35,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import email.utils
 import json
 import logging
@@ -90,10 +92,28 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _numbers(item: list) -> np.ndarray:
+    """A JSON list of numbers as float32: a string ("0.12"), a bool, null or a list inside is
+    refused (NumPy would convert the first two), and so is a finite value beyond float32's range
+    (an integer past float64's raises OverflowError). NaN and infinity pass, for the check that
+    names them."""
+    if not all(type(v) is float or type(v) is int for v in item):
+        odd = next(v for v in item if not (type(v) is float or type(v) is int))
+        raise ValueError(f"embedding holds {type(odd).__name__} {str(odd)[:20]!r}, not a number")
+    values = np.asarray(item, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size and float(np.abs(finite).max()) > _FLOAT32_MAX:
+        raise ValueError("embedding holds a value beyond float32's range")
+    return values.astype(np.float32)
+
+
 def decode_vector(item: object, fmt: str, dim: int) -> np.ndarray:
     """One embedding from a response, whatever its encoding."""
     if isinstance(item, list):
-        return np.asarray(item, dtype=np.float32)
+        return _numbers(item)
     if not isinstance(item, str):
         raise ValueError(f"embedding of type {type(item).__name__}")
     raw = base64.b64decode(item, validate=True)
@@ -102,6 +122,8 @@ def decode_vector(item: object, fmt: str, dim: int) -> np.ndarray:
     if fmt == "base64_int8":
         return np.frombuffer(raw, dtype=np.int8).astype(np.float32)
     if fmt in ("base64_binary", "base64_ubinary"):  # packed sign bits, 1 for x >= 0 -> +1, else -1
+        if len(raw) != (dim + 7) // 8:  # unpackbits would pad a short one (with garbage where empty)
+            raise ValueError(f"{len(raw)} bytes of packed bits for width {dim}, expected {(dim + 7) // 8}")
         bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), count=dim)
         return bits.astype(np.float32) * 2.0 - 1.0
     raise ValueError(f"unknown encoding_format {fmt!r}")
@@ -303,19 +325,20 @@ class HttpEncoder:
             raise EncoderError(f"{self.label}: response of {int(declared):,} bytes exceeds max_response_bytes "
                                f"({self.max_bytes:,})")  # fmt: skip
         chunks, total = [], 0
-        async for chunk in response.aiter_bytes():
-            total += len(chunk)
-            if total > self.max_bytes:
-                raise EncoderError(f"{self.label}: response exceeds max_response_bytes ({self.max_bytes:,}); "
-                                   "stopped reading")  # fmt: skip
-            chunks.append(chunk)
+        async with contextlib.aclosing(response.aiter_bytes()) as body:  # closed when we stop early
+            async for chunk in body:
+                total += len(chunk)
+                if total > self.max_bytes:
+                    raise EncoderError(f"{self.label}: response exceeds max_response_bytes ({self.max_bytes:,}); "
+                                       "stopped reading")  # fmt: skip
+                chunks.append(chunk)
         return b"".join(chunks)
 
     def _parse(self, content: bytes, n_texts: int) -> np.ndarray:
         try:
             items = self._items(json.loads(content), n_texts)
             vectors = [decode_vector(item, self.format, self.dim) for item in items]
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
             raise EncoderError(f"{self.label}: malformed response ({type(exc).__name__}: {redact(str(exc))[:100]})") from None
         if len(vectors) != n_texts:
             raise EncoderError(f"{self.label}: returned {len(vectors)} vectors for {n_texts} texts")
@@ -330,7 +353,7 @@ class HttpEncoder:
         try:
             documents = _in_order(json.loads(content)["data"], len(counts), "document")
             out = [self._chunk_vectors(doc, n) for doc, n in zip(documents, counts)]
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
             raise EncoderError(f"{self.label}: malformed response ({type(exc).__name__}: {redact(str(exc))[:100]})") from None
         return out
 
@@ -388,9 +411,10 @@ def api_key_header(variable: str | None, backend_id: str) -> dict[str, str]:
 async def _error_detail(response, limit: int = 4096) -> str:
     """The start of an error body (at most ``limit`` bytes read), redacted: servers echo keys."""
     data = b""
-    async for chunk in response.aiter_bytes():
-        data += chunk
-        if len(data) >= limit:
-            break
-    text = data[:limit].decode("utf-8", "replace")
-    return redact(" ".join(text.split()))[:200]
+    async with contextlib.aclosing(response.aiter_bytes()) as body:  # closed when we stop early
+        async for chunk in body:
+            data += chunk
+            if len(data) >= limit:
+                break
+    text = " ".join(data[:limit].decode("utf-8", "replace").split())
+    return redact(text, cut=len(data) >= limit)[:200]
