@@ -32,7 +32,7 @@ def encoder_costs(config: SweepConfig, data: TaskData, lazy: LazyEncoder, cache:
     picks = sorted(rng.choice(len(texts), min(len(texts), config.measure_documents), replace=False))
     sample = [texts[i] for i in picks]
     key = {**namespace_key(model, backend, Role.DOCUMENT, cache.root), "repeats": config.measure_repeats,
-           "measure_version": measure.MEASURE_VERSION,
+           "batch_size": config.batch_size, "measure_version": measure.MEASURE_VERSION,
            "texts": hashlib.sha256("\0".join(sample + ["\1"] + queries).encode()).hexdigest()}  # fmt: skip
     cached = cache.load_record("costs", key)
     if cached is not None and not lazy.loaded:
@@ -63,7 +63,7 @@ def _context_costs(config: SweepConfig, data: TaskData, lazy: LazyEncoder, cache
     sample = document_sample(data, config.measure_documents, config.seed)
     blob = "\2".join("\0".join(d) for d in sample) + "\1" + "\0".join(queries)
     key = {**namespace_key(model, backend, Role.DOCUMENT, cache.root, context), "repeats": config.measure_repeats,
-           "measure_version": measure.MEASURE_VERSION,
+           "batch_size": config.batch_size, "measure_version": measure.MEASURE_VERSION,
            "documents": hashlib.sha256(blob.encode()).hexdigest()}  # fmt: skip
     cached = cache.load_record("costs", key)
     if cached is not None and not lazy.loaded:

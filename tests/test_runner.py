@@ -167,6 +167,11 @@ def test_costs_are_measured_once_per_backend_and_reused_from_the_cache(toy_sweep
     more = with_overrides(load_config(toy_sweep), dims=(32, 4))
     _, again = read_run(runner.run(more, toy_tasks_dir, encoder_factory=refuse))
     assert set(again.documents_per_second) == set(rows.documents_per_second)
+    # another batch size is another measurement: timed again, never the batch-64 figures
+    other = with_overrides(load_config(toy_sweep), batch_size=1)
+    _, timed = read_run(runner.run(other, toy_tasks_dir, encoder_factory=CountingFactory()))
+    assert set(timed.documents_per_second).isdisjoint(set(rows.documents_per_second))
+    assert set(timed.cost_measured_at).isdisjoint(set(rows.cost_measured_at))
 
 
 def test_every_metric_of_every_cell_has_a_seeded_confidence_interval(toy_sweep, toy_tasks_dir):
