@@ -8,6 +8,7 @@ An executor decides only where and in which order units run (``bench.executors``
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from datetime import datetime, timezone
@@ -124,13 +125,39 @@ def _lexical_identity(cell: Cell) -> list[str] | None:
     return [lexical.version(), lexical.LEXICAL[cell.model].description]
 
 
+CHECKSUM = "sha256"  # of the cell file's other content, serialized as ``cell_bytes`` writes it
+
+
+def _checksum(body: dict) -> str:
+    return hashlib.sha256(results.json_bytes(body)).hexdigest()
+
+
+def _verified(path: Path) -> dict | None:
+    """A cell file's content, or None (with a warning naming the file) where it is unreadable or
+    its checksum does not match: a damaged cell is evaluated again, never read as scores."""
+    try:
+        record = results.read_json(path)
+    except InputError as exc:
+        log.warning("%s; evaluating that cell again", exc)
+        return None
+    stored = record.pop(CHECKSUM, None)
+    if stored != _checksum(record):
+        log.warning("%s: %s; evaluating that cell again", path,
+                    "no checksum (written by an older bench)" if stored is None else "checksum mismatch")  # fmt: skip
+        return None
+    return record
+
+
 def read_cell(the_plan: Plan, run_dir: Path, cell: Cell) -> dict | None:
-    """A cell finished by an earlier, interrupted run with this id, if its stored identity equals
-    this one's; a cell of other inputs (edited qrels, other weights, older scoring) is never reused."""
+    """A cell finished by an earlier, interrupted run with this id, if its file is intact and its
+    stored identity equals this one's; a cell of other inputs (edited qrels, other weights, older
+    scoring) is never reused."""
     path = cell_path(run_dir, cell)
     if not path.is_file():
         return None
-    record = results.read_json(path)
+    record = _verified(path)
+    if record is None:
+        return None
     if record.get("identity") != cell_identity(the_plan, cell):
         log.warning("cell %s was computed from other inputs than this run's; computing it again", cell.key)
         return None
@@ -155,19 +182,18 @@ def cached_cell(the_plan: Plan, cell: Cell, run_info: dict) -> dict | None:
     path = cell_cache_path(the_plan, cell)
     if not path.is_file():
         return None
-    try:
-        record = results.read_json(path)
-    except InputError:
-        return None  # an unreadable cache entry is evaluated again (and rewritten)
-    if record.get("identity") != cell_identity(the_plan, cell):
+    record = _verified(path)  # a damaged cache entry is evaluated again (and rewritten)
+    if record is None or record.get("identity") != cell_identity(the_plan, cell):
         return None
     record = {k: v for k, v in record.items() if k != "identity"}
     return {**record, "info": {**record["info"], **run_info}}
 
 
 def cell_bytes(the_plan: Plan, cell: Cell, record: dict) -> bytes:
-    """A cell's file: its identity and its record, serialized once for the run and the cell cache."""
-    return results.json_bytes({"identity": cell_identity(the_plan, cell), **record})
+    """A cell's file: its identity, its record and their checksum, serialized once for the run
+    and the cell cache."""
+    body = {"identity": cell_identity(the_plan, cell), **{k: v for k, v in record.items() if k != "identity"}}
+    return results.json_bytes({**body, CHECKSUM: _checksum(body)})
 
 
 def keep_cell(the_plan: Plan, cell: Cell, record: dict, data: bytes | None = None) -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import runner
+from bench import runner, units
 from bench.config import load_config, with_overrides
 from bench.results import read_per_query, read_run
 from bench.encoders import prompted
@@ -79,11 +79,39 @@ def test_same_run_id_resumes_from_finished_cells(toy_sweep, toy_tasks_dir):
     run_dir = runner.run(config, toy_tasks_dir, run_id="r1", encoder_factory=CountingFactory())
     cell = next((run_dir / "cells").glob("*binary-rescore__m4.json"))
     record = json.loads(cell.read_text())
-    record["metrics"]["ndcg_at_10"] = 0.123  # a finished cell is reused, not recomputed
-    cell.write_text(json.dumps(record))
+    record.pop(units.CHECKSUM)
+    record["metrics"]["ndcg_at_10"] = 0.123  # a finished cell (with its checksum) is reused, not recomputed
+    cell.write_text(json.dumps({**record, units.CHECKSUM: units._checksum(record)}, indent=2))
     runner.run(config, toy_tasks_dir, run_id="r1", encoder_factory=refuse)
     _, rows = read_run(run_dir)
     assert 0.123 in set(rows.ndcg_at_10)
+
+
+@pytest.mark.parametrize("where", ["run", "cache"])
+@pytest.mark.parametrize("damage", ["one digit", "truncated"])
+def test_a_damaged_cell_file_is_evaluated_again_never_read_as_scores(toy_sweep, toy_tasks_dir, tmp_path, caplog,
+                                                                     where, damage):  # fmt: skip
+    """A digit of a stored nDCG changed on disk (0.7 -> 0.8 reads as a plausible score), or a file
+    cut short: in the run folder (a resume) or in the cell cache (another run id)."""
+    config = load_config(toy_sweep)
+    run_dir = runner.run(config, toy_tasks_dir, run_id="r1", encoder_factory=CountingFactory())
+    _, fresh = read_run(run_dir)
+    folder = run_dir / "cells" if where == "run" else config.cache_dir / "cells"
+    for cell in folder.glob("*.json"):
+        text = cell.read_text()
+        start = text.index('"ndcg_at_10": ') + len('"ndcg_at_10": ')
+        digit = text[start + 2]  # the first decimal of 0.xxx (or of 1.0)
+        damaged = text[: start + 2] + str((int(digit) + 1) % 10) + text[start + 3 :]
+        cell.write_text(damaged if damage == "one digit" else text[: len(text) // 2])
+    if where == "cache":
+        for cell in (run_dir / "cells").glob("*.json"):
+            cell.unlink()  # nothing to resume from: every cell comes from the cache or is evaluated
+    runner.run(config, toy_tasks_dir, run_id="r1" if where == "run" else "r2", encoder_factory=CountingFactory())
+    _, again = read_run(run_dir if where == "run" else run_dir.parent / "r2")
+    key = ["dim", "precision", "rescore_multiplier"]
+    merged = fresh.merge(again, on=key, suffixes=("", "_again"))
+    assert len(merged) == len(fresh) and (merged.ndcg_at_10 == merged.ndcg_at_10_again).all()
+    assert "evaluating that cell again" in caplog.text
 
 
 def test_a_cell_file_of_another_task_identity_is_evaluated_again(toy_sweep, toy_tasks_dir):
