@@ -48,6 +48,24 @@ def test_onnx_float32_and_int8_are_exported_once_and_match(minilm, reference, tm
     assert not list(tmp_path.rglob("*.tmp*")) and not list(tmp_path.rglob(".export-*"))
 
 
+@pytest.mark.parametrize("damaged", ["model.onnx", "model-int8.onnx"])
+def test_a_damaged_onnx_export_is_removed_and_built_again(minilm, reference, tmp_path, caplog, damaged):
+    """A byte of a weight flipped on disk changes the vectors by a little (and they would be cached
+    as right): the export's checksums catch it before the graph runs."""
+    from bench.encoders import onnx_rt
+
+    int8 = make_encoder(minilm, parse_backend("onnx-cpu-int8"), EncoderOptions(3, tmp_path))
+    first = int8.encode(TEXTS, Role.DOCUMENT)
+    path = onnx_rt.export_dir(minilm, tmp_path) / damaged
+    data = bytearray(path.read_bytes())
+    data[len(data) - 4096] ^= 0x40  # inside the last initializer's raw data
+    path.write_bytes(bytes(data))
+    again = make_encoder(minilm, parse_backend("onnx-cpu-int8"), EncoderOptions(3, tmp_path))
+    assert f"{damaged} does not match its checksum; removing the export and building it again" in caplog.text
+    np.testing.assert_array_equal(again.encode(TEXTS, Role.DOCUMENT), first)
+    assert cosines(first, reference).min() > 0.98
+
+
 @pytest.mark.parametrize("name,message", [
     ("torch-tpu", "runs on cpu/cuda, not 'tpu'"),
     ("onnx-cpu-bfloat16", "supports dtypes float32/int8, not 'bfloat16'"),

@@ -5,7 +5,10 @@ limit, prompts per role, pooling mode and normalization go into the export folde
 graph (``tokenizer.json``, ``config.json``). At encode time texts get the prompt for their role,
 are tokenized with that tokenizer file, batched by token length, run through the graph (any
 ``forward(feeds) -> last_hidden_state``), then pooled and normalized in NumPy as the checkpoint
-says. Export folders are created atomically: built in a temporary folder, then renamed.
+says. Export folders are created atomically: built in a temporary folder, then renamed, with a
+SHA-256 of every file in ``checksums.json``, verified each time the folder is used: a damaged
+export (a flipped weight changes vectors by a little, and they would be cached as right) is
+removed and built again.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bench.cache import new_dir_mode
+from bench.cache import atomic_write_bytes, new_dir_mode
 from bench.encoders import prompted
 from bench.encoders.batching import mean_pool, pad, sorted_batches
 from bench.errors import InputError
@@ -106,16 +109,51 @@ def hidden_states_module(st, attention: str | None = None):
     return HiddenStates()
 
 
+CHECKSUMS = "checksums.json"
+
+
+def record_checksums(folder: Path, names: Sequence[str]) -> None:
+    """Add the SHA-256 of ``folder/name`` for each name to the folder's ``checksums.json``."""
+    from bench.weights import file_digest
+
+    path = folder / CHECKSUMS
+    sums = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    sums.update({name: file_digest(folder / name) for name in names})
+    atomic_write_bytes(path, json.dumps(sums, indent=1, sort_keys=True).encode("utf-8"))
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with an export folder's files against its ``checksums.json`` (None: intact)."""
+    from bench.weights import file_digest
+
+    try:
+        sums = json.loads((folder / CHECKSUMS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"no readable {CHECKSUMS}"
+    for name, digest in sorted(sums.items()):
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+        if file_digest(folder / name) != digest:
+            return f"{name} does not match its checksum"
+    return None
+
+
 def build_atomically(folder: Path, build: Callable[[Path], None]) -> Path:
-    """``folder``, built by ``build(tmp)`` in a temporary sibling and renamed into place, unless
-    it already holds a ``config.json`` (the last file every build writes)."""
+    """``folder``, built by ``build(tmp)`` in a temporary sibling (with every file's checksum) and
+    renamed into place, unless it already holds an intact build (its ``config.json``, the last
+    file every build writes, and files matching their checksums); a damaged one is removed first."""
     if (folder / "config.json").is_file():
-        return folder
+        problem = damage(folder)
+        if problem is None:
+            return folder
+        log.warning("%s: %s; removing the export and building it again", folder, problem)
+        shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
     tmp.chmod(new_dir_mode())  # mkdtemp makes 0700; the export is a folder like any other
     try:
         build(tmp)
+        record_checksums(tmp, sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()))
         os.replace(tmp, folder) if not folder.exists() else shutil.rmtree(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

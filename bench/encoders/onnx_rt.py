@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from bench.encoders import EncoderOptions
-from bench.encoders.exported import TokenizedGraph, build_atomically, hidden_states_module, write_meta
+from bench.encoders.exported import (CHECKSUMS, TokenizedGraph, build_atomically, hidden_states_module,
+                                     record_checksums, write_meta)
 from bench.errors import Unavailable
 from bench.types import BackendSpec, ModelSpec, Role
 from bench.weights import weights_identity
@@ -109,13 +110,14 @@ def _quantize(folder: Path) -> None:
     with quiet_root_logger():  # ONNX Runtime's hint to pre-process first says nothing to a bench user
         quantize_dynamic(str(folder / "model.onnx"), str(tmp), **settings)
     os.replace(tmp, folder / "model-int8.onnx")
+    record_checksums(folder, ["model-int8.onnx"])  # listed once in place, so a reader never misses it
 
 
 def ensure_export(model: ModelSpec, cache_dir: Path, int8: bool) -> Path:
     """The cached export folder, created atomically (temp folder, then rename) on first use."""
     folder = build_atomically(export_dir(model, cache_dir), lambda tmp: _export(model, tmp))
-    if int8 and not (folder / "model-int8.onnx").is_file():
-        _quantize(folder)
+    if int8 and "model-int8.onnx" not in json.loads((folder / CHECKSUMS).read_text(encoding="utf-8")):
+        _quantize(folder)  # (a file of that name not listed is one a quantization left unfinished)
     return folder
 
 
