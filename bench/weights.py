@@ -94,10 +94,14 @@ def file_digest(path: Path, block: int = 2**22) -> str:
 
 
 def folder_digest(folder: Path, cache_root: Path | None = None) -> str:
-    """SHA-256 over every file's relative path and content (hidden files and ``__pycache__`` aside)."""
+    """SHA-256 over every file's relative path and content (hidden files and ``__pycache__`` aside).
+
+    Cached per folder under ``cache_root/weights/`` by each file's path, size, modification time
+    and status-change time, and its inode: a file replaced by another of the same size with its
+    old modification time put back (``os.utime``) still changes the last two, so it is read again."""
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not _ignored(p.relative_to(folder)))
-    stats = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    stats = [(str(p.relative_to(folder)), *_stat_key(p)) for p in files]
     key = hashlib.sha256(json.dumps([str(folder.resolve()), stats]).encode()).hexdigest()[:24]
     record = Path(cache_root) / "weights" / f"{key}.json" if cache_root else None
     if record is not None and record.is_file():
@@ -106,12 +110,17 @@ def folder_digest(folder: Path, cache_root: Path | None = None) -> str:
         except (OSError, ValueError, KeyError):
             pass
     h = hashlib.sha256()
-    for path, (rel, size, _) in zip(files, stats):
+    for path, (rel, size, *_) in zip(files, stats):
         h.update(f"{rel}\0{size}\0{file_digest(path)}\n".encode())
     digest = h.hexdigest()
     if record is not None:
         _store(record, {"folder": str(folder.resolve()), "digest": digest})
     return digest
+
+
+def _stat_key(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
 def _ignored(rel: Path) -> bool:

@@ -73,3 +73,22 @@ def test_digest_is_sha256_of_utf8():
     import hashlib
 
     assert text_digest("é") == hashlib.sha256("é".encode()).digest()
+
+
+def test_a_weights_file_replaced_with_its_size_and_modification_time_kept_is_read_again(tmp_path):
+    import os
+
+    from bench.weights import folder_digest
+
+    weights = tmp_path / "model"
+    weights.mkdir()
+    (weights / "model.safetensors").write_bytes(b"\x01" * 4096)
+    (weights / "config.json").write_text("{}")
+    first = folder_digest(weights, tmp_path / "cache")
+    assert folder_digest(weights, tmp_path / "cache") == first  # read back from the digest cache
+    before = (weights / "model.safetensors").stat()
+    (weights / "model.safetensors").write_bytes(b"\x02" * 4096)  # another checkpoint, the same size
+    os.utime(weights / "model.safetensors", ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (weights / "model.safetensors").stat().st_mtime_ns == before.st_mtime_ns
+    assert folder_digest(weights, tmp_path / "cache") != first
+    assert folder_digest(weights, tmp_path / "cache") == folder_digest(weights)  # the cache holds the new one
