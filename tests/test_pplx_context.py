@@ -91,9 +91,19 @@ def test_a_single_text_is_a_document_of_one_chunk(standin):
 
 def test_a_document_longer_than_the_window_is_refused_with_one_line(standin):
     _, encoder = standin
-    with pytest.raises(InputError, match=r"a document of 2 chunks and \d+ tokens is longer than the model's 512-token "
-                                         r"window \(context native has no windows\)"):  # fmt: skip
+    with pytest.raises(InputError, match=r"a document of 2 chunks is \d+ tokens with the model's special tokens, "
+                                         r"reaching its 512-token window \(context native has no windows\)"):  # fmt: skip
         encoder.encode_documents([["word " * 300, "word " * 300]], "native")
+
+
+def test_the_window_counts_the_special_tokens_the_model_adds_between_chunks(standin):
+    """Three chunks of 170 words are 510 tokens of text, but 514 with [CLS] and a [SEP] after each."""
+    _, encoder = standin
+    chunks = [" ".join(["word"] * 170)] * 3
+    assert sum(map(len, encoder.model.tokenizer(chunks, add_special_tokens=False)["input_ids"])) == 510
+    with pytest.raises(InputError, match=r"a document of 3 chunks is 514 tokens"):
+        encoder.encode_documents([chunks], "native")
+    assert encoder.encode_documents([[" ".join(["word"] * 170)] * 2], "native")[0].shape == (2, 384)
 
 
 def test_the_registry_declares_both_context_models_and_refuses_their_placeholder_revisions():

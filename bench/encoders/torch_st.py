@@ -173,13 +173,15 @@ class SentenceTransformerEncoder:
     # ------------------------------------------------------------------ native (contextual checkpoints)
 
     def _native(self, documents: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        # The sequence the model's own first module makes of each chunk list, special tokens and
+        # separators included; one that reaches the window may have been cut there, so is refused.
         limit = self.model.max_seq_length
-        for chunks in documents:
-            tokens = sum(len(ids) for ids in self.model.tokenizer(list(chunks), add_special_tokens=False)["input_ids"])
-            if tokens > limit:
-                raise InputError(f"model {self.key}: a document of {len(chunks)} chunks and {tokens} tokens is longer "
-                                 f"than the model's {limit}-token window (context native has no windows); "
-                                 "cut it into smaller documents")  # fmt: skip
+        features = self.model.preprocess([list(c) for c in documents])
+        for chunks, tokens in zip(documents, features["attention_mask"].sum(dim=1).tolist()):
+            if tokens >= limit:
+                raise InputError(f"model {self.key}: a document of {len(chunks)} chunks is {tokens} tokens with the "
+                                 f"model's special tokens, reaching its {limit}-token window (context native has "
+                                 "no windows); cut it into smaller documents")  # fmt: skip
         items = self.model.encode([list(c) for c in documents], output_value=None, batch_size=self.batch_size,
                                   show_progress_bar=False)  # fmt: skip
         return [self._chunk_vectors(item, len(chunks)) for item, chunks in zip(items, documents)]
