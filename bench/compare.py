@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bench import results, stats
-from bench.cells import cell_label, is_lexical
+from bench.cells import DEFAULT_CONTEXT, cell_label, is_lexical
 from bench.errors import InputError
 from bench.layout import PRECISION_ORDER
 from bench.modelsize import with_parameters
@@ -212,7 +212,8 @@ def _with_holm(versus: list[Versus | None]) -> list[Versus | None]:
 def _order(key: dict) -> tuple:
     order = {name: i for i, name in enumerate(PRECISION_ORDER)}
     return (str(key.get("model", "")), str(key.get("backend", "")), -int(key["dim"]),
-            order.get(key["precision"], len(order)), key["precision"], int(key["rescore_multiplier"]))  # fmt: skip
+            order.get(key["precision"], len(order)), key["precision"], int(key["rescore_multiplier"]),
+            str(key.get("context", "")))  # fmt: skip
 
 
 def task_table(sides: list[Side], task: str, key_columns: tuple, seed: int = 0) -> TaskTable:
@@ -249,6 +250,8 @@ def compare(run_dirs: list[Path], across: str = "runs", seed: int = 0) -> Report
         key_columns = MODEL_KEYS
     else:
         raise InputError(f"--across {across!r}: choose runs or models")
+    if any(set(side.rows.context) != {DEFAULT_CONTEXT} for side in sides):
+        key_columns = (*key_columns, "context")  # a late-chunked cell is another cell than an independent one
     tasks = sorted({t for side in sides for t in side.rows.task})
     tables = [task_table(sides, task, key_columns, seed) for task in tasks]
     return Report(across, sides, tables, notes, lexical)
@@ -292,7 +295,8 @@ def table_frame(table: TaskTable, sides: list[Side]) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-COLUMN_TITLES = {"model": "model", "backend": "backend", "dim": "dimension", "precision": "precision"}
+COLUMN_TITLES = {"model": "model", "backend": "backend", "dim": "dimension", "precision": "precision",
+                 "context": "context"}  # fmt: skip
 
 
 def note_text(report: Report) -> str:

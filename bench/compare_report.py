@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.cells import DEFAULT_CONTEXT
 from bench.compare import Report, TaskTable, key_text, note_text, table_frame, unshared_text
 from bench.html import escape, figure_html, manifest_html, page_html, table_html
 from bench.layout import blank_repeats, metric_label
@@ -24,13 +25,14 @@ def models_frame(report: Report, task: str) -> pd.DataFrame:
     """Per side on a task: parameters, encode throughput, the float32 full-dimension score and the
     best cell (quality, size and speed side by side)."""
     records = []
+    contexts = any(set(side.rows.context) != {DEFAULT_CONTEXT} for side in report.sides)
     for side in report.sides:
         rows = side.rows[(side.rows.task == task) & (side.rows.dim > 0)]
-        for (model, backend), group in rows.groupby(["model", "backend"], sort=False):
+        for (model, backend, context), group in rows.groupby(["model", "backend", "context"], sort=False):
             ref = group[(group.precision == "float32") & (group.rescore_multiplier == 0)].sort_values("dim")
             best = group.sort_values(["main_score", "bytes_per_vector"], ascending=[False, True]).iloc[0]
             records.append({
-                "side": side.label, "model": model, "backend": backend,
+                "side": side.label, "model": model, "backend": backend, **({"context": context} if contexts else {}),
                 "parameters": format_value(group.parameters.iloc[0] if "parameters" in group else None, "{}", "parameters"),
                 "docs/s": format_value(group.get("documents_per_second", pd.Series([None])).iloc[0], "{:.1f}", ""),
                 "float32 score": format_value(ref.main_score.iloc[-1] if len(ref) else None, "{:.4f}", ""),

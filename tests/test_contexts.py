@@ -207,6 +207,34 @@ def test_a_sweep_over_contexts_writes_both_and_compares_each_cell_with_its_indep
     assert list((run_dir / "plots").glob("*__ctx-late__vs_independent.png"))
 
 
+def test_compare_pairs_each_context_with_the_same_context(chunky):
+    """A late cell is another cell than its independent twin: compare (across runs and models)
+    keeps them apart, where it once paired both with the first row of their grid point."""
+    from bench.compare import compare
+    from bench.compare_report import models_frame
+
+    root, sweep = chunky
+    base = run(load_config(sweep), root, run_id="base")
+    other = run(load_config(sweep), root, run_id="other")
+    per_query = pd.read_parquet(other / "per_query.parquet")
+    per_query.loc[per_query.context == "late", "ndcg_at_10"] = 0.0  # the late cells collapse
+    per_query.to_parquet(other / "per_query.parquet")
+    report = compare([base, other])
+    (table,) = report.tables
+    assert table.key_columns[-1] == "context" and len(table.lines) == 8
+    for line in table.lines:
+        (versus,) = line.versus
+        assert (versus.difference < 0) == (line.key["context"] == "late"), line.key
+    two = run(load_config(sweep, {"models": ("--models", ["toy", "e5q"])}), root, run_id="two")
+    frame = models_frame(compare([two], across="models"), "Chunky")
+    assert sorted(frame.context) == ["independent", "independent", "late", "late"]
+    rows = pd.read_parquet(two / "rows.parquet")
+    for _, line in frame.iterrows():  # each line's float32 score is its own context's cell
+        cell = rows[(rows.model == line.model) & (rows.context == line.context) & (rows.precision == "float32")
+                    & (rows.dim == int(line["at dimension"]))]  # fmt: skip
+        assert line["float32 score"] == f"{cell.main_score.iloc[0]:.4f}"
+
+
 def test_a_second_context_sweep_encodes_nothing(chunky, monkeypatch, tmp_path):
     root, sweep = chunky
     run(load_config(sweep), root, run_id="again")
