@@ -207,15 +207,24 @@ def check(run_dir: Path, baseline: dict, metrics: list[str] | None, tolerances: 
                              "again with `bench baseline`")  # fmt: skip
         findings += _paired_findings(run_dir, matched, per_query, rules)
     for metric in [m for m in names if m != MAIN_SCORE.name]:
-        findings += [_compare(cell, row, metric, rules) for cell, row in matched]
+        findings += [_compare(cell, row, metric, rules) for cell, row in matched if _applies(metric, cell, row)]
     if not findings:
         raise InputError("the check compared nothing; a gate that compares nothing cannot pass")
     return findings
 
 
+def _unordered(grid: dict) -> dict:
+    """A grid with its lists in a canonical order: ``--dims 128,384`` sweeps the cells of 384,128."""
+    def canonical(value):
+        return sorted(value, key=lambda v: json.dumps(v, sort_keys=True)) if isinstance(value, list) else value
+
+    return {k: canonical(v) for k, v in grid.items()}
+
+
 def _same_grid(manifest: dict, baseline: dict) -> None:
-    """The run must be of the baseline's grid and score the same task data."""
-    if grid_fingerprint(grid_of(manifest)) != baseline["grid_fingerprint"]:
+    """The run must be of the baseline's grid (its lists in any order) and score the same task data."""
+    run_grid = grid_of(manifest)
+    if grid_fingerprint(run_grid) != baseline["grid_fingerprint"] and _unordered(run_grid) != _unordered(baseline["grid"]):
         diff = [f"{k}: baseline {baseline['grid'].get(k)!r}, run {grid_of(manifest).get(k)!r}" for k in GRID_KEYS
                 if baseline["grid"].get(k) != grid_of(manifest).get(k)]  # fmt: skip
         raise InputError(f"run and baseline have different configurations ({'; '.join(diff)})")
@@ -360,6 +369,12 @@ def _paired_finding(cell: dict, base: pd.Series, cmp, p_holm: float, rules: Rule
         reason = "beyond the tolerance, significant (paired)" if p_holm < stats.ALPHA else ""
     return Finding({k: cell[k] for k in CELL}, MAIN_SCORE.name, baseline, measured, allowed, bool(reason), hard,
                    cmp.p_value, p_holm, cmp.n_queries, reason)  # fmt: skip
+
+
+def _applies(metric: str, cell: dict, row: pd.Series) -> bool:
+    """Whether a cell has ``metric`` at all: a lexical baseline has no encoder, so neither its
+    baseline cell nor its row holds encode costs (one of the two holding it is a mismatch)."""
+    return metric in cell["metrics"] or (metric in row and pd.notna(row[metric]))
 
 
 def _compare(cell: dict, row: pd.Series, metric: str, rules: Rules) -> Finding:

@@ -197,3 +197,25 @@ def test_a_run_of_other_queries_is_a_usage_error(paired, capsys):
     per_query.to_parquet(run / PER_QUERY, index=False)
     assert _check(run, baseline) == 2
     assert "the run scored other queries than the baseline (40 and 40, 39 shared)" in capsys.readouterr().err
+
+
+def test_the_same_grid_listed_in_another_order_is_the_same_grid(two_runs, toy_sweep, toy_tasks_dir, capsys):
+    _, _, baseline = two_runs
+    config = with_overrides(load_config(toy_sweep), bootstrap_resamples=200)
+    reordered = with_overrides(config, dims=tuple(reversed(config.dims)), precisions=tuple(reversed(config.precisions)))
+    run_dir = runner.run(reordered, toy_tasks_dir, run_id="reordered")
+    assert _check(run_dir, baseline) == 0, capsys.readouterr().err
+    assert "18 cells" in capsys.readouterr().out
+
+
+def test_encode_costs_are_gated_where_a_cell_has_an_encoder_and_lexical_cells_are_left_out(toy_sweep, toy_tasks_dir,
+                                                                                           tmp_path, capsys):  # fmt: skip
+    config = with_overrides(load_config(toy_sweep), bootstrap_resamples=100, lexical=("bm25",))
+    a = runner.run(config, toy_tasks_dir, run_id="a")
+    b = runner.run(config, toy_tasks_dir, run_id="b")
+    assert main(["baseline", str(a), "-o", str(tmp_path / "baseline.json")]) == 0
+    assert _check(b, tmp_path / "baseline.json", "--metrics", "main_score,query_latency_p95_ms") == 0
+    out = capsys.readouterr().out
+    assert "19 cells" in out and "37 metric comparisons" in out  # 19 main scores, 18 latencies (bm25 has none)
+    _edit(b, "query_latency_p95_ms", lambda v: v * 3)
+    assert _check(b, tmp_path / "baseline.json", "--metrics", "main_score,query_latency_p95_ms") == 1
