@@ -99,9 +99,25 @@ def _component(value: str, what: str) -> str:
     return value
 
 
+def _whole_tasks_by_mtebs_rules(run_dir: Path, manifest: dict, rows: pd.DataFrame) -> None:
+    """An MTEB result is a whole task scored by MTEB's rules: a ``--limit`` subset, or a task
+    whose queries were filtered by another rule (``query_filter: positive`` inflates the mean),
+    would read as MTEB's score of the task, so neither is exported."""
+    limit = (manifest.get("config") or {}).get("limit")
+    if limit:
+        raise InputError(f"{run_dir}: the run scored a --limit {limit} subset of its tasks; an MTEB result is of the "
+                         "whole task, so it is not exported (run the sweep without --limit)")  # fmt: skip
+    if "query_filter" in rows:
+        other = sorted(set(rows.loc[rows.query_filter.fillna("mteb") != "mteb", "task"]))
+        if other:
+            raise InputError(f"{run_dir}: task(s) {', '.join(other)} filter queries by a rule other than MTEB's "
+                             "(query_filter); their scores are not MTEB's, so they are not exported")  # fmt: skip
+
+
 def export_mteb(run_dir: Path, out: Path) -> list[Path]:
     """Write every task of every cell setting of a finished run; returns the task files written."""
     manifest, rows = results.read_run(run_dir)
+    _whole_tasks_by_mtebs_rules(run_dir, manifest, rows)
     written: list[Path] = []
     for _, group in rows.groupby(list(FILE_KEYS), sort=False):
         first = group.iloc[0]

@@ -9,7 +9,7 @@ import pytest
 from bench import runner
 from bench.aggregate import task_aggregates
 from bench.cli import main
-from bench.config import load_config
+from bench.config import load_config, with_overrides
 from bench.html import _aggregates
 from bench.results import read_run
 from tests.mteb_offline import MULTI, SUBSETS, bench_rows, offline_task, register
@@ -73,3 +73,18 @@ def test_a_task_without_a_revision_or_languages_is_refused_not_made_up(toy_sweep
     run_dir = runner.run(load_config(toy_sweep), toy_tasks_dir)
     assert main(["export-mteb", str(run_dir), str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how,message", [
+    ("limit", "the run scored a --limit 3 subset of its tasks; an MTEB result is of the whole task"),
+    ("positive", "task(s) Toy filter queries by a rule other than MTEB's (query_filter)"),
+])  # fmt: skip
+def test_a_subset_or_a_non_mteb_query_filter_is_not_exported_as_an_mteb_result(toy_sweep, toy_tasks_dir, tmp_path,
+                                                                                capsys, how, message):  # fmt: skip
+    spec = toy_tasks_dir / "retrieval" / "Toy.yaml"
+    spec.write_text(spec.read_text() + "revision: r1\nlanguages: [eng-Latn]\n"
+                    + ("query_filter: positive\n" if how == "positive" else ""))  # fmt: skip
+    config = with_overrides(load_config(toy_sweep), limit=3 if how == "limit" else None, measure=False)
+    run_dir = runner.run(config, toy_tasks_dir)
+    assert main(["export-mteb", str(run_dir), str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
