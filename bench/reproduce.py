@@ -43,6 +43,7 @@ class Outcome:
     error: str = ""
     main_score_name: str = ""  # the task's own main score, which both numbers are
     run_dir: str = ""  # where the run of this row was written
+    other_data: str = ""  # how the dataset the run scored differs from the reference's (its revision)
 
     @property
     def delta(self) -> float | None:
@@ -52,6 +53,8 @@ class Outcome:
     def status(self) -> str:
         if self.measured is None:
             return "error"
+        if self.other_data:
+            return "other data"  # neither a pass nor a fail: the two numbers score different datasets
         return "pass" if abs(self.delta) <= self.tolerance else "fail"
 
 
@@ -126,6 +129,15 @@ def measured_row(rows, ref: dict, dim: int, precision: str, context: str = "inde
     return row
 
 
+def other_revision(ref: dict, cell) -> str:
+    """Where the reference names the dataset revision it scored and the run another one, what
+    differs ("" when both are the same, or either is not known)."""
+    published, scored = str(ref.get("dataset_revision") or "").strip(), str(cell.get("dataset_revision") or "").strip()
+    if published and scored and published != scored:
+        return f"the reference scored dataset revision {published}, the run {scored}"
+    return ""
+
+
 def reproduce(suite: dict, output_dir: Path, cache_dir: Path | None = None, tolerance: float | None = None,
               backend=None, limit: int | None = None, tasks_dir: Path | None = None) -> list[Outcome]:  # fmt: skip
     """Run every reference row of the suite and compare."""
@@ -144,7 +156,8 @@ def reproduce(suite: dict, output_dir: Path, cache_dir: Path | None = None, tole
             _, rows = results.read_run(run_dir)
             cell = measured_row(rows, row, model.dim, suite["precision"], suite.get("context", "independent"))
             outcomes.append(Outcome(row["task"], row["split"], row["subset"], row["main_score"], float(cell.main_score),
-                                    tol, main_score_name=str(cell.main_score_name), run_dir=str(run_dir)))  # fmt: skip
+                                    tol, main_score_name=str(cell.main_score_name), run_dir=str(run_dir),
+                                    other_data=other_revision(row, cell)))  # fmt: skip
         except Unavailable:
             raise  # the hub, a GPU or the weights are missing: every other row would fail the same way
         except BenchError as exc:
@@ -165,4 +178,7 @@ def outcome_table(outcomes: list[Outcome]) -> str:
     errors = [f"- {o.task} {o.split} {o.subset}: {o.error}" for o in outcomes if o.error]
     if errors:
         lines += ["", "errors (each in full):", *errors]
+    other = [f"- {o.task} {o.split} {o.subset}: {o.other_data}" for o in outcomes if o.other_data]
+    if other:
+        lines += ["", "other data (not compared: the run's dataset is not the reference's):", *other]
     return "\n".join(lines)

@@ -103,3 +103,18 @@ def test_reference_errors_name_the_file_and_line(tmp_path):
     path.write_text(HEADER + "m,r,T,test,default,main_score,high,0,2,,x\n")
     with pytest.raises(InputError, match=r"ref\.csv:2: main_score 'high' is not a finite number"):
         read_reference(path, "m", None)
+
+
+def test_a_reference_of_another_dataset_revision_is_neither_a_pass_nor_a_fail(toy_tasks_dir, tmp_path, measured,
+                                                                               capsys):  # fmt: skip
+    spec = toy_tasks_dir / "retrieval" / "Toy.yaml"
+    spec.write_text(spec.read_text() + "revision: r2\n")
+    (toy_tasks_dir / "references").mkdir(exist_ok=True)
+    for published, code, status in (("r1", 1, "other data"), ("r2", 0, "pass"), ("", 0, "pass")):
+        _suite(toy_tasks_dir, round(measured, 5))
+        path = toy_tasks_dir / "references" / "toy.csv"
+        path.write_text(path.read_text().replace(",2.0.0,,ours", f",2.0.0,{published},ours"))
+        assert _reproduce(toy_tasks_dir, tmp_path) == code
+        out = capsys.readouterr().out
+        assert f"| {status} |" in out
+        assert ("the reference scored dataset revision r1, the run r2" in out) == (published == "r1")
