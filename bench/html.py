@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 
 from bench import report, results
-from bench.aggregate import task_aggregates
 from bench.cache import atomic_write_bytes
 from bench.cells import is_lexical
 from bench.layout import groups, score_label
@@ -69,11 +68,9 @@ def _quality(frame: pd.DataFrame, lexical: pd.DataFrame, cmp, table_id: str) -> 
 
 def _aggregates(rows: pd.DataFrame) -> str:
     """MTEB's aggregate of every task with more than one (split, subset) row; empty when none."""
-    agg = task_aggregates(rows)
-    agg = agg[agg.entries > 1]
-    if agg.empty:
+    shown = report.aggregate_frame(rows)
+    if shown.empty:
         return ""
-    shown = agg.assign(main_score=agg.main_score.map("{:.4f}".format))
     head = "<h2>MTEB aggregates</h2><p>unweighted mean of the main score over splits and subsets</p>"
     return head + table_html(shown, "aggregates", left=3)
 

@@ -110,19 +110,26 @@ def summary_markdown(rows: pd.DataFrame, cmp: Comparison = Comparison(None)) -> 
     return "\n".join(parts)
 
 
-def aggregate_table(rows: pd.DataFrame) -> str:
-    """Markdown: MTEB's aggregate (mean main score over splits and subsets) of every task that
-    has more than one (split, subset) row; empty when there is none."""
+def aggregate_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """MTEB's aggregate (mean main score over splits and subsets) of every task that has more than
+    one (split, subset) row, as display text: one line per cell, its precision labelled as in every
+    table (a rescoring cell with its ``×m``, a context other than independent after it)."""
     agg = task_aggregates(rows)
     agg = agg[agg.entries > 1]
-    if agg.empty:
-        return ""
-    lines = ["| model | task | backend | dimension | precision | main score | aggregate | entries | splits | subsets |",
-             "|---|---|---|---:|---|---|---:|---:|---|---|"]  # fmt: skip
+    records = []
     for _, r in agg.iterrows():
-        lines.append(f"| {r.model} | {r.task_name} | {r.backend} | {r.dim} | {r.precision} | {r.main_score_name} | "
-                     f"{r.main_score:.4f} | {r.entries} | {r.splits} | {r.subsets} |")  # fmt: skip
-    return "\n".join(lines)
+        label = cell_label(r.precision, r.get("rescore_multiplier", 0))
+        if r.get("context", DEFAULT_CONTEXT) != DEFAULT_CONTEXT:
+            label += f" ({r.context})"
+        records.append({"model": r.model, "task": r.task_name, "backend": r.backend, "dimension": r.dim,
+                        "precision": label, "main score": r.main_score_name, "aggregate": f"{r.main_score:.4f}",
+                        "entries": r.entries, "splits": r.splits, "subsets": r.subsets})  # fmt: skip
+    return pd.DataFrame(records)
+
+
+def aggregate_table(rows: pd.DataFrame) -> str:
+    """Markdown: ``aggregate_frame``; empty when no task has more than one (split, subset) row."""
+    return markdown_table(aggregate_frame(rows), left=3)
 
 
 def format_value(value, template: str, column: str) -> str:

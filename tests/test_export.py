@@ -88,3 +88,23 @@ def test_a_subset_or_a_non_mteb_query_filter_is_not_exported_as_an_mteb_result(t
     run_dir = runner.run(config, toy_tasks_dir)
     assert main(["export-mteb", str(run_dir), str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_the_aggregates_table_names_each_cells_multiplier_and_context():
+    import pandas as pd
+
+    from bench.html import _aggregates
+    from bench.report import aggregate_table
+
+    base = {"model": "m", "task_name": "T", "backend": "b", "dim": 8, "precision": "binary-rescore",
+            "main_score_name": "ndcg_at_10", "split": "test"}  # fmt: skip
+    rows = pd.DataFrame([{**base, "rescore_multiplier": m, "context": c, "subset": s, "main_score": score}
+                         for m, c, s, score in [(1, "independent", "a", 0.2), (1, "independent", "b", 0.4),
+                                                (4, "independent", "a", 0.5), (4, "independent", "b", 0.7),
+                                                (4, "late", "a", 0.6), (4, "late", "b", 0.9)]])  # fmt: skip
+    table = aggregate_table(rows)
+    assert "| binary-rescore ×1 | ndcg_at_10 | 0.3000 |" in table
+    assert "| binary-rescore ×4 | ndcg_at_10 | 0.6000 |" in table
+    assert "| binary-rescore ×4 (late) | ndcg_at_10 | 0.7500 |" in table
+    html = _aggregates(rows)
+    assert "binary-rescore ×4 (late)" in html and "rescore_multiplier" not in html and "main score" in html
