@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from bench import results, stats
-from bench.cells import DEFAULT_CONTEXT, cell_label, is_lexical
+from bench.cells import cell_label, is_lexical
 from bench.errors import InputError
-from bench.layout import PRECISION_ORDER
+from bench.layout import PRECISION_ORDER, has_contexts
 from bench.modelsize import with_parameters
 
 RUN_KEYS = ("model", "backend", "dim", "precision", "rescore_multiplier")
@@ -250,7 +250,7 @@ def compare(run_dirs: list[Path], across: str = "runs", seed: int = 0) -> Report
         key_columns = MODEL_KEYS
     else:
         raise InputError(f"--across {across!r}: choose runs or models")
-    if any(set(side.rows.context) != {DEFAULT_CONTEXT} for side in sides):
+    if any(has_contexts(side.rows) for side in sides):
         key_columns = (*key_columns, "context")  # a late-chunked cell is another cell than an independent one
     tasks = sorted({t for side in sides for t in side.rows.task})
     tables = [task_table(sides, task, key_columns, seed) for task in tasks]

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.cells import DEFAULT_CONTEXT
 from bench.compare import Report, TaskTable, key_text, note_text, table_frame, unshared_text
 from bench.html import escape, figure_html, manifest_html, page_html, table_html
-from bench.layout import blank_repeats, metric_label
+from bench.layout import blank_repeats, has_contexts, metric_label
 from bench.names import file_stem
 from bench.figures import figure_png, models_figure, pareto_figure
 from bench.report import format_value, markdown_table
@@ -25,7 +24,7 @@ def models_frame(report: Report, task: str) -> pd.DataFrame:
     """Per side on a task: parameters, encode throughput, the float32 full-dimension score and the
     best cell (quality, size and speed side by side)."""
     records = []
-    contexts = any(set(side.rows.context) != {DEFAULT_CONTEXT} for side in report.sides)
+    contexts = any(has_contexts(side.rows) for side in report.sides)
     for side in report.sides:
         rows = side.rows[(side.rows.task == task) & (side.rows.dim > 0)]
         for (model, backend, context), group in rows.groupby(["model", "backend", "context"], sort=False):

@@ -223,10 +223,10 @@ def _unordered(grid: dict) -> dict:
 
 def _same_grid(manifest: dict, baseline: dict) -> None:
     """The run must be of the baseline's grid (its lists in any order) and score the same task data."""
-    run_grid = grid_of(manifest)
-    if grid_fingerprint(run_grid) != baseline["grid_fingerprint"] and _unordered(run_grid) != _unordered(baseline["grid"]):
-        diff = [f"{k}: baseline {baseline['grid'].get(k)!r}, run {grid_of(manifest).get(k)!r}" for k in GRID_KEYS
-                if baseline["grid"].get(k) != grid_of(manifest).get(k)]  # fmt: skip
+    ours, theirs = _unordered(grid_of(manifest)), _unordered(baseline["grid"])
+    if ours != theirs:
+        diff = [f"{k}: baseline {theirs.get(k)!r}, run {ours.get(k)!r}" for k in GRID_KEYS
+                if theirs.get(k) != ours.get(k)]  # fmt: skip
         raise InputError(f"run and baseline have different configurations ({'; '.join(diff)})")
     for task, digest in (baseline.get("task_digests") or {}).items():
         if digest and manifest.get("task_digests", {}).get(task) not in (None, digest):

@@ -28,9 +28,14 @@ def group_title(key: dict) -> str:
     return f"{key['model']} on {key['task']} ({key['backend']}{context})"
 
 
+def has_contexts(rows: pd.DataFrame) -> bool:
+    """Whether some row has another context than the default (tables then show the column)."""
+    return "context" in rows.columns and bool((rows.context.dropna() != DEFAULT_CONTEXT).any())
+
+
 def shown_group(rows: pd.DataFrame) -> list[str]:
     """The group columns a table shows: ``context`` only where some row has another than the default."""
-    if "context" in rows.columns and (rows.context.dropna() != DEFAULT_CONTEXT).any():
+    if has_contexts(rows):
         return GROUP
     return [k for k in GROUP if k != "context"]
 

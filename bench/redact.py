@@ -84,12 +84,10 @@ def redact(text: object, cut: bool = False) -> str:
 
 
 def _mask_cut_prefix(text: str, secrets: list[str]) -> str:
-    """Mask the longest start of a secret (at least ``_MIN_SECRET`` characters) that ends ``text``."""
-    for secret in secrets:
-        for length in range(len(secret) - 1, _MIN_SECRET - 1, -1):
-            if text.endswith(secret[:length]):
-                return text[:-length] + MASK
-    return text
+    """Mask the longest start of any secret (at least ``_MIN_SECRET`` characters) that ends ``text``."""
+    length = max((n for secret in secrets for n in range(_MIN_SECRET, len(secret)) if text.endswith(secret[:n])),
+                 default=0)  # fmt: skip
+    return text[:-length] + MASK if length else text
 
 
 def _redact_record(record: logging.LogRecord) -> None:

@@ -112,23 +112,28 @@ def hidden_states_module(st, attention: str | None = None):
 CHECKSUMS = "checksums.json"
 
 
+def checksums(folder: Path) -> dict[str, str] | None:
+    """File name -> SHA-256 from an export folder's ``checksums.json`` (None: absent or unreadable)."""
+    try:
+        return json.loads((folder / CHECKSUMS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def record_checksums(folder: Path, names: Sequence[str]) -> None:
     """Add the SHA-256 of ``folder/name`` for each name to the folder's ``checksums.json``."""
     from bench.weights import file_digest
 
-    path = folder / CHECKSUMS
-    sums = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    sums.update({name: file_digest(folder / name) for name in names})
-    atomic_write_bytes(path, json.dumps(sums, indent=1, sort_keys=True).encode("utf-8"))
+    sums = {**(checksums(folder) or {}), **{name: file_digest(folder / name) for name in names}}
+    atomic_write_bytes(folder / CHECKSUMS, json.dumps(sums, indent=1, sort_keys=True).encode("utf-8"))
 
 
 def damage(folder: Path) -> str | None:
     """What is wrong with an export folder's files against its ``checksums.json`` (None: intact)."""
     from bench.weights import file_digest
 
-    try:
-        sums = json.loads((folder / CHECKSUMS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    sums = checksums(folder)
+    if sums is None:
         return f"no readable {CHECKSUMS}"
     for name, digest in sorted(sums.items()):
         if not (folder / name).is_file():

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from bench.encoders import EncoderOptions
-from bench.encoders.exported import (CHECKSUMS, TokenizedGraph, build_atomically, hidden_states_module,
+from bench.encoders.exported import (TokenizedGraph, build_atomically, checksums, hidden_states_module,
                                      record_checksums, write_meta)
 from bench.errors import Unavailable
 from bench.types import BackendSpec, ModelSpec, Role
@@ -116,7 +116,7 @@ def _quantize(folder: Path) -> None:
 def ensure_export(model: ModelSpec, cache_dir: Path, int8: bool) -> Path:
     """The cached export folder, created atomically (temp folder, then rename) on first use."""
     folder = build_atomically(export_dir(model, cache_dir), lambda tmp: _export(model, tmp))
-    if int8 and "model-int8.onnx" not in json.loads((folder / CHECKSUMS).read_text(encoding="utf-8")):
+    if int8 and "model-int8.onnx" not in (checksums(folder) or {}):
         _quantize(folder)  # (a file of that name not listed is one a quantization left unfinished)
     return folder
 
