@@ -224,3 +224,24 @@ def test_an_integer_past_float64_is_a_malformed_response_not_a_crash():
         with pytest.raises(EncoderError, match=r"malformed response \(OverflowError"):
             encoder._parse(b'{"data": [{"index": 0, "embedding": [1' + b"0" * 400 + b"]}]}", 1)
     np.testing.assert_array_equal(decode_vector([1, -2.5, 0], "float", 3), np.array([1, -2.5, 0], np.float32))
+
+
+@pytest.mark.parametrize("output,what", [("int8", "not int8 codes"), ("binary", "not \\+-1 signs")])
+def test_an_answer_that_is_not_the_declared_output_stops_at_the_first_request(output, what, toy_tasks_dir,
+                                                                              toy_sweep):  # fmt: skip
+    """Float vectors from a server declared to send int8 codes (or signs) are refused as they
+    arrive, naming the endpoint, not after every request was sent."""
+    write_models(toy_tasks_dir, {"toy": E5_STYLE})
+    with FakeEmbeddingServer() as server:
+        backend = _backend(server, output=output, batch_size=1)
+        config = with_overrides(load_config(toy_sweep), backends=(backend,), precisions=(f"native-{output}",),
+                                measure=False)  # fmt: skip
+        with pytest.raises(EncoderError, match=f"/v1/embeddings: returned values that are {what}.*row 0"):
+            runner.run(config, toy_tasks_dir)
+    assert len(server.requests) == 1
+
+
+def test_nan_in_an_answer_names_the_endpoint():
+    with FakeEmbeddingServer(faults=["nan"]) as server:
+        with pytest.raises(EncoderError, match=r"127\.0\.0\.1:\d+/v1/embeddings: returned NaN or Inf"):
+            _encoder(server).encode(TEXTS, Role.DOCUMENT)

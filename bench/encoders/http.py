@@ -170,10 +170,11 @@ class HttpEncoder:
     n_parameters = 0
 
     def __init__(self, model: ModelSpec, backend: BackendSpec, options: EncoderOptions) -> None:
-        from bench.schemas import HttpBackendSchema
+        from bench.schemas import HttpBackendSchema, http_output
 
         o = HttpBackendSchema.model_validate({"kind": "http", "name": backend.name, **dict(backend.options)})
         self.protocol, self.url, self.label = o.protocol, o.url, endpoint_label(o.url)
+        self.output = http_output(o)
         self.remote_model = o.model or model.name
         self.format = o.encoding_format or DEFAULT_FORMAT[self.protocol]
         self.dimensions, self.dim = o.dimensions, int(o.dimensions or model.dim)
@@ -345,7 +346,7 @@ class HttpEncoder:
         widths = {len(v) for v in vectors}
         if widths != {self.dim}:
             raise EncoderError(f"{self.label}: returned vectors of width {sorted(widths)}, expected {self.dim}")
-        return np.stack(vectors).astype(np.float32)
+        return self._checked(np.stack(vectors).astype(np.float32))
 
     def _parse_documents(self, content: bytes, counts: list[int]) -> list[np.ndarray]:
         """Per document, its chunks' vectors in order; the answer's document and chunk ``index``
@@ -363,7 +364,22 @@ class HttpEncoder:
         widths = {len(v) for v in vectors}
         if widths != {self.dim}:
             raise EncoderError(f"{self.label}: returned vectors of width {sorted(widths)}, expected {self.dim}")
-        return np.stack(vectors).astype(np.float32)
+        return self._checked(np.stack(vectors).astype(np.float32))
+
+    def _checked(self, vectors: np.ndarray) -> np.ndarray:
+        """Each answer as it arrives: finite, and what the backend's ``output`` says it is (int8
+        codes, or +-1 signs), so a bad answer stops the run at once, naming the endpoint."""
+        checks = [("NaN or Inf", ~np.isfinite(vectors))]
+        if self.output == "int8":
+            odd = (vectors != np.rint(vectors)) | (vectors < -128) | (vectors > 127)
+            checks.append(("values that are not int8 codes (integers in [-128, 127]), as output 'int8' says", odd))
+        elif self.output == "binary":
+            checks.append(("values that are not +-1 signs, as output 'binary' says", (vectors != 1) & (vectors != -1)))
+        for what, odd in checks:
+            rows = np.flatnonzero(odd.any(axis=1))
+            if rows.size:
+                raise EncoderError(f"{self.label}: returned {what} (first in row {int(rows[0])} of the answer)")
+        return vectors
 
     def _items(self, payload: object, n_texts: int) -> list:
         """The embeddings in request order. OpenAI-style answers carry an ``index`` per item, which
