@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from bench import measure
+from bench import environment, measure
 from bench.cache import EmbeddingCache
 from bench.embed import LazyEncoder, namespace_key
 from bench.types import BackendSpec, ModelSpec, Role, SweepConfig, TaskData
@@ -31,8 +31,7 @@ def encoder_costs(config: SweepConfig, data: TaskData, lazy: LazyEncoder, cache:
     texts = list(data.corpus.values())
     picks = sorted(rng.choice(len(texts), min(len(texts), config.measure_documents), replace=False))
     sample = [texts[i] for i in picks]
-    key = {**namespace_key(model, backend, Role.DOCUMENT, cache.root), "repeats": config.measure_repeats,
-           "batch_size": config.batch_size, "measure_version": measure.MEASURE_VERSION,
+    key = {**namespace_key(model, backend, Role.DOCUMENT, cache.root), **_settings(config, backend),
            "texts": hashlib.sha256("\0".join(sample + ["\1"] + queries).encode()).hexdigest()}  # fmt: skip
     cached = cache.load_record("costs", key)
     if cached is not None and not lazy.loaded:
@@ -42,6 +41,14 @@ def encoder_costs(config: SweepConfig, data: TaskData, lazy: LazyEncoder, cache:
     row = {**cost.as_row(), "cost_measured_at": datetime.now(timezone.utc).isoformat()}
     cache.store_record("costs", key, row)
     return row
+
+
+def _settings(config: SweepConfig, backend: BackendSpec) -> dict:
+    """What decides a measurement besides the vectors' identity: its rules, the batch size, the
+    backend's own settings (a server's concurrency and batch size) and the machine it ran on."""
+    return {"repeats": config.measure_repeats, "batch_size": config.batch_size,
+            "measure_version": measure.MEASURE_VERSION, "backend_options": [list(o) for o in backend.options],
+            "machine": environment.timing_identity()}  # fmt: skip
 
 
 def document_sample(data: TaskData, chunks: int, seed: int) -> list[list[str]]:
@@ -62,8 +69,7 @@ def _context_costs(config: SweepConfig, data: TaskData, lazy: LazyEncoder, cache
     model, backend, context = unit
     sample = document_sample(data, config.measure_documents, config.seed)
     blob = "\2".join("\0".join(d) for d in sample) + "\1" + "\0".join(queries)
-    key = {**namespace_key(model, backend, Role.DOCUMENT, cache.root, context), "repeats": config.measure_repeats,
-           "batch_size": config.batch_size, "measure_version": measure.MEASURE_VERSION,
+    key = {**namespace_key(model, backend, Role.DOCUMENT, cache.root, context), **_settings(config, backend),
            "documents": hashlib.sha256(blob.encode()).hexdigest()}  # fmt: skip
     cached = cache.load_record("costs", key)
     if cached is not None and not lazy.loaded:

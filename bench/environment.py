@@ -142,6 +142,11 @@ def gpu_names() -> list[str]:
         if torch.cuda.is_available():
             return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         return []
+    return driver_gpu_names()
+
+
+def driver_gpu_names() -> list[str]:
+    """GPU models as the NVIDIA driver names them (the same answer whether or not torch is loaded)."""
     names = []
     for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
         try:
@@ -150,6 +155,27 @@ def gpu_names() -> list[str]:
         except OSError:
             continue
     return names
+
+
+# Variables that set how many threads the math libraries use, so how fast a measurement runs.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity, e.g. under taskset or a container)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def timing_identity() -> dict[str, object]:
+    """Where a timing was measured: the CPU (model and signature), the CPUs this process may use,
+    the thread settings of the math libraries and the GPUs. Throughput, latency and memory measured
+    under another identity are measured again, never reported as this machine's."""
+    return {"cpu": cpu_model(), "signature": cpu_signature(), "usable_cpus": usable_cpus(),
+            "threads": {v: os.environ[v] for v in THREAD_VARIABLES if v in os.environ},
+            "gpus": driver_gpu_names()}  # fmt: skip
 
 
 def machine() -> dict[str, object]:

@@ -69,32 +69,42 @@ def _local_task(the_plan: Plan, model, backend, task, cache, lazy, run_dir: Path
 
 def _local_unit(the_plan: Plan, unit: tuple, cache, lazy, run_dir: Path) -> list[dict]:
     """One (model, backend, task, context): encode (or read back) once, then every cell of the grid
-    (finished by an interrupted run of this id, kept in the cell cache by an earlier run, or evaluated)."""
+    (finished by an interrupted run of this id, kept in the cell cache by an earlier run, or evaluated).
+    Every cell carries the same cost columns: this run's one measurement (or read-back) of the unit."""
     model, backend, task, context = unit
     encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy, context)
     cells = [Cell(model.key, task, backend.id, d, p, m, context) for d, p, m in grid(the_plan.config, model, backend)]
     finished = {c: units.read_cell(the_plan, run_dir, c) for c in cells}
-    reused = {c: units.cached_cell(the_plan, c, encoded.info) for c in cells if finished[c] is None}
-    costs = None
+    reused = {c: units.cached_cell(the_plan, c) for c in cells if finished[c] is None}
     suffix = f", {context}" if context != "independent" else ""
-    if any(record is None for record in reused.values()):  # measured once, only if a cell needs it
-        with progress.stage(f"measure what encoding costs for {model.key} on {backend.id}{suffix}"):
-            costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend, context)
+    with progress.stage(f"measure what encoding costs for {model.key} on {backend.id}{suffix}"):
+        costs = units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend, context)
     out = []
     with progress.counting(f"evaluate {model.key} on {task} ({backend.id}{suffix})", len(cells), "cell") as bar:
         for cell in cells:
-            record = finished[cell]
-            if record is None:
-                record = reused[cell]
-                data = None
-                if record is None:
-                    record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
-                    data = units.cell_bytes(the_plan, cell, record)
-                    units.keep_cell(the_plan, cell, record, data)
-                units.write_cell(the_plan, run_dir, cell, record, data)
-            out.append(record)
+            out.append(_unit_cell(the_plan, cell, (finished[cell], reused.get(cell)), model, encoded, costs, run_dir))
             bar.update(1)
     return out
+
+
+def _unit_cell(the_plan: Plan, cell: Cell, found: tuple, model, encoded, costs: dict, run_dir: Path) -> dict:
+    """A cell's record with the unit's cost columns: read back (its file rewritten only if they
+    changed), reused from the cell cache, or evaluated; written into the run folder."""
+    finished, reused = found
+    if finished is not None:
+        record = units.with_costs(finished, costs)
+        if record != finished:
+            units.write_cell(the_plan, run_dir, cell, record)
+        return record
+    data = None
+    if reused is not None:
+        record = units.with_costs(reused, costs)
+    else:
+        record = units.evaluate_cell(the_plan, cell, model, encoded, costs)
+        data = units.cell_bytes(the_plan, cell, record)
+        units.keep_cell(the_plan, cell, record, data)
+    units.write_cell(the_plan, run_dir, cell, record, data)
+    return record
 
 
 # --------------------------------------------------------------------------- Dask
@@ -114,11 +124,16 @@ def encode_task(the_plan: Plan, model_key: str, backend: BackendSpec, task: str,
 
 def cell_task(the_plan: Plan, cell: Cell, backend: BackendSpec, costs: dict, run_dir: Path) -> dict:
     """Dask task: evaluate one cell from the cached vectors (never encoding) and write its file."""
-    record = units.read_cell(the_plan, run_dir, cell)
-    if record is not None:
+    finished = units.read_cell(the_plan, run_dir, cell)
+    if finished is not None:
+        record = units.with_costs(finished, costs)
+        if record != finished:
+            units.write_cell(the_plan, run_dir, cell, record)
         return record
-    record = units.cached_cell(the_plan, cell, {k: v for k, v in costs.items() if k in units.RUN_STATE_KEYS})
-    if record is None:
+    record = units.cached_cell(the_plan, cell)
+    if record is not None:
+        record = units.with_costs(record, costs)
+    else:
         model = the_plan.models[cell.model]
         cache = EmbeddingCache(the_plan.config.cache_dir)
         encoded = units.cached_vectors(the_plan, model, backend, cell.task, cache, cell.context)
@@ -132,7 +147,7 @@ def lexical_task(the_plan: Plan, cell: Cell, run_dir: Path) -> dict:
     """A lexical baseline's cell (in process, or as a Dask task): read back or evaluate and write."""
     record = units.read_cell(the_plan, run_dir, cell)
     if record is None:
-        record = units.cached_cell(the_plan, cell, {})
+        record = units.cached_cell(the_plan, cell)
         if record is None:
             record = units.evaluate_lexical_cell(the_plan, cell)
             units.keep_cell(the_plan, cell, record)

@@ -28,6 +28,14 @@ except ImportError:  # pragma: no cover - faiss-cpu is a dependency; NumPy is th
 # "faiss" or "numpy"; $BENCH_SEARCH_ENGINE=numpy forces the pure NumPy kernels.
 ENGINE = os.environ.get("BENCH_SEARCH_ENGINE", "faiss" if faiss is not None else "numpy")
 QUERY_BLOCK = 256
+
+
+def engine_identity() -> dict[str, str | None]:
+    """The search engine and its library versions: part of a cell's identity, since BLAS kernels
+    may order near-ties differently and run at other speeds."""
+    return {"engine": ENGINE, "faiss": getattr(faiss, "__version__", None) if ENGINE == "faiss" else None,
+            "numpy": np.__version__}  # fmt: skip
+
 DOC_CHUNK = 32768
 _EXACT_FLOAT32_LIMIT = 2**24  # integer dot products up to this are exact in float32
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import calibration, faults, lexical, measure, precisions, results
+from bench import calibration, environment, faults, lexical, measure, precisions, results, search
 from bench.cache import EmbeddingCache, atomic_write_bytes
 from bench.costs import encoder_costs
 from bench.embed import EncodeStats, LazyEncoder, embed, embed_in_context
@@ -55,11 +55,6 @@ def encode_unit(the_plan: Plan, model: ModelSpec, backend: BackendSpec, task: st
     if the_plan.calibration_texts is not None:  # embedded as documents, cached like them
         extra, _ = embed(the_plan.calibration_texts, Role.DOCUMENT, model, backend, cache, lazy)
     return EncodedTask(docs, queries, _encode_columns(doc_stats, query_stats), extra)
-
-
-# Columns that describe this run's encode (not the cell's scores): a cell reused from another
-# run takes this run's values for them.
-RUN_STATE_KEYS = ("n_documents", "n_queries", "encode_seconds_documents", "encode_seconds_queries", "encoded_texts")
 
 
 def _encode_columns(docs: EncodeStats, queries: EncodeStats) -> dict:
@@ -105,7 +100,9 @@ def cell_identity(the_plan: Plan, cell: Cell) -> dict:
         "vectors": the_plan.vector_digests.get((cell.model, cell.backend, cell.context)), "top_k": config.top_k,
         "calibration": calibration.describe(config.calibration), "limit": config.limit, "scoring": SCORING_VERSION,
         "lexical": _lexical_identity(cell), **_context_identity(the_plan, cell),
-        "costs": measure.MEASURE_VERSION if config.measure else None,  # the cost columns it carries
+        "search": search.engine_identity(),
+        # the cost columns it carries, and where they were measured
+        "costs": [measure.MEASURE_VERSION, environment.timing_identity()] if config.measure else None,
     }  # fmt: skip
 
 
@@ -176,17 +173,23 @@ def cell_cache_path(the_plan: Plan, cell: Cell) -> Path:
     return the_plan.config.cache_dir / "cells" / f"{key}.json"
 
 
-def cached_cell(the_plan: Plan, cell: Cell, run_info: dict) -> dict | None:
-    """A cell evaluated by an earlier run with the same identity, with this run's encode columns
-    (``run_info``) in place of that run's; its measurements keep their ``evaluated_at``."""
+def cached_cell(the_plan: Plan, cell: Cell) -> dict | None:
+    """A cell evaluated by an earlier run with the same identity (its measurements keep their
+    ``evaluated_at``); ``with_costs`` gives it this run's encode and cost columns."""
     path = cell_cache_path(the_plan, cell)
     if not path.is_file():
         return None
     record = _verified(path)  # a damaged cache entry is evaluated again (and rewritten)
     if record is None or record.get("identity") != cell_identity(the_plan, cell):
         return None
-    record = {k: v for k, v in record.items() if k != "identity"}
-    return {**record, "info": {**record["info"], **run_info}}
+    return {k: v for k, v in record.items() if k != "identity"}
+
+
+def with_costs(record: dict, costs: dict) -> dict:
+    """``record`` carrying this run's columns of its unit (``unit_costs``: the encode statistics
+    and the one cost measurement of its model, backend and task), in place of those it was stored
+    with, so no two cells of a unit in one run report different costs."""
+    return {**record, "info": {**record["info"], **costs}}
 
 
 def cell_bytes(the_plan: Plan, cell: Cell, record: dict) -> bytes:

@@ -245,3 +245,17 @@ def test_nan_in_an_answer_names_the_endpoint():
     with FakeEmbeddingServer(faults=["nan"]) as server:
         with pytest.raises(EncoderError, match=r"127\.0\.0\.1:\d+/v1/embeddings: returned NaN or Inf"):
             _encoder(server).encode(TEXTS, Role.DOCUMENT)
+
+
+def test_a_servers_concurrency_and_batch_size_key_its_cost_measurement():
+    """They change throughput, not vectors: the cost measurement is keyed on them, the vectors not."""
+    from bench.costs import _settings
+    from bench.encoders import vector_identity
+    from bench.types import SweepConfig
+
+    config = SweepConfig(models=("toy",), tasks=("Toy",), backends=(), dims=(32,), precisions=("float32",))
+    with FakeEmbeddingServer() as server:
+        slow, fast = _backend(server, concurrency=1, batch_size=8), _backend(server, concurrency=64, batch_size=512)
+    assert vector_identity(MODEL, slow, Role.DOCUMENT, None) == vector_identity(MODEL, fast, Role.DOCUMENT, None)
+    assert _settings(config, slow) != _settings(config, fast)
+

@@ -202,6 +202,46 @@ def test_costs_are_measured_once_per_backend_and_reused_from_the_cache(toy_sweep
     assert set(timed.cost_measured_at).isdisjoint(set(rows.cost_measured_at))
 
 
+def test_every_cell_of_a_task_carries_the_runs_one_cost_measurement(toy_sweep, toy_tasks_dir):
+    """A run that loads the model (another task needs encoding) measures the costs again; the cells
+    it reuses from an earlier run then carry that measurement too, not the one stored with them."""
+    from bench.testing import write_beir_task
+    from tests.conftest import TOY_CORPUS, TOY_QRELS, TOY_QUERIES
+
+    first = with_overrides(load_config(toy_sweep), precisions=("float32",))
+    _, before = read_run(runner.run(first, toy_tasks_dir, encoder_factory=CountingFactory()))
+    corpus = {f"x{k}": (title, f"{text} again") for k, (title, text) in TOY_CORPUS.items()}  # texts to encode
+    write_beir_task(toy_tasks_dir, "Another", corpus, TOY_QUERIES,
+                    {q: {f"x{d}": r for d, r in j.items()} for q, j in TOY_QRELS.items()})  # fmt: skip
+    second = with_overrides(load_config(toy_sweep), tasks=("Another", "Toy"), precisions=("float32", "int8"))
+    _, rows = read_run(runner.run(second, toy_tasks_dir, encoder_factory=CountingFactory()))
+    toy = rows[rows.task == "Toy"]
+    for column in ("documents_per_second", "cost_measured_at", "peak_rss_bytes", "load_seconds"):
+        assert toy[column].nunique() == 1, column
+    assert set(toy.cost_measured_at).isdisjoint(set(before.cost_measured_at))  # measured again, for all
+
+
+def test_timings_of_another_machine_or_search_engine_are_measured_again(toy_sweep, toy_tasks_dir, monkeypatch):
+    """Costs and search timings are keyed on where they were measured: the CPU, the CPUs and
+    threads allowed, the search engine. A cached rerun under other settings times again."""
+    from bench import search
+
+    config = load_config(toy_sweep)
+    _, rows = read_run(runner.run(config, toy_tasks_dir, encoder_factory=CountingFactory()))
+    _, same = read_run(runner.run(config, toy_tasks_dir, encoder_factory=refuse))
+    assert set(same.evaluated_at) == set(rows.evaluated_at) and set(same.cost_measured_at) == set(rows.cost_measured_at)
+    for change in ("threads", "engine"):
+        with monkeypatch.context() as m:
+            if change == "threads":
+                m.setenv("OMP_NUM_THREADS", "1")
+            else:
+                m.setattr(search, "ENGINE", "numpy" if search.ENGINE == "faiss" else "faiss")
+            _, other = read_run(runner.run(config, toy_tasks_dir, encoder_factory=CountingFactory()))
+        assert set(other.evaluated_at).isdisjoint(set(rows.evaluated_at)), change
+        if change == "threads":
+            assert set(other.cost_measured_at).isdisjoint(set(rows.cost_measured_at))
+
+
 def test_every_metric_of_every_cell_has_a_seeded_confidence_interval(toy_sweep, toy_tasks_dir):
     import pandas as pd
 
