@@ -76,3 +76,32 @@ def test_cpu_backends_judges_each_backend_against_torch_at_torchs_fastest_batch_
         with pytest.raises(Exception, match="distinct positive"):
             cpu.batch_sizes(bad)
     assert cpu.batch_sizes("4,64") == (4, 64)
+
+
+def test_cpu_backends_times_a_fixed_batch_backend_once_at_its_own_size():
+    """onnx int8 runs one text at a time whatever it is given: it is timed once, at 1, and its
+    same-batch-size ratio is left blank where torch was not timed at 1."""
+    cpu = _script("cpu_backends.py")
+
+    class Encoder:
+        def __init__(self, fixed):
+            self.fixed_batch_size = fixed
+
+    made = []
+
+    def make(model, spec, options):
+        made.append((spec.id, options.batch_size))
+        return Encoder(1 if spec.id == "one" else None)
+
+    specs = [cpu.parse_backend("torch"), type("Spec", (), {"id": "one", "dtype": "int8"})()]
+    original = cpu.make_encoder
+    cpu.make_encoder = make
+    try:
+        encoders = cpu.timed_encoders(None, specs, (8, 16), None)
+    finally:
+        cpu.make_encoder = original
+    assert sorted(encoders) == [("one", 1), (cpu.REFERENCE, 8), (cpu.REFERENCE, 16)]
+    seconds = {(cpu.REFERENCE, 8): [1.0, 1.0], (cpu.REFERENCE, 16): [1.2, 1.2], ("one", 1): [0.5, 0.5]}
+    assert cpu.ratios(seconds)[("one", 1)] == (None, pytest.approx(2.0))
+    line = cpu.verdict(specs, seconds, {cpu.REFERENCE: (0.6, 1.0), "one": (0.6, 0.999)})
+    assert "one at batch size 1, 2.00x torch float32 at batch size 8" in line and "not timed at its batch size" in line

@@ -36,6 +36,11 @@ QUANTIZATION = {"weight_type": "QInt8", "per_channel": True, "op_types_to_quanti
 # guards for fully masked rows) that ONNX Runtime's int8 graph runs at about torch float32's
 # speed; the eager MatMul/Softmax/MatMul graph runs about 1.6x faster (README, CPU backends).
 ATTENTION = "eager"
+# Dynamic quantization scales the activations of a whole run (one batch, its padding included)
+# together, so a text's int8 vector would depend on the texts batched with it (cosine 0.989 between
+# the same query alone and beside a long abstract): int8 runs each text alone. On CPU this is also
+# faster than batches of 16 on SciFact abstracts (no padding; README, CPU backends).
+INT8_BATCHING = "one text per run"
 
 
 def export_identity(model: ModelSpec, cache_dir: Path) -> dict:
@@ -63,8 +68,9 @@ def fingerprint(model: ModelSpec, backend: BackendSpec, role: Role, cache_root) 
         runtime = ".".join(importlib.metadata.version("onnxruntime").split(".")[:2])
     except importlib.metadata.PackageNotFoundError:
         runtime = "absent"
+    batching = {"batching": INT8_BATCHING} if backend.dtype == "int8" else {}
     return {**export_identity(model, cache_root), "onnxruntime": runtime, "dtype": backend.dtype,
-            "device": backend.device, "prompt": model.prompts.get(role.value, "<checkpoint>")}  # fmt: skip
+            "device": backend.device, "prompt": model.prompts.get(role.value, "<checkpoint>"), **batching}  # fmt: skip
 
 
 def _export(model: ModelSpec, target: Path) -> None:
@@ -138,7 +144,10 @@ class OnnxEncoder:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), opts, providers=[provider])
-        self.graph = TokenizedGraph(folder, model, options.batch_size, lambda feeds: self.session.run(None, feeds)[0])
+        # texts per run whatever the sweep's batch size (benchmarks time such a backend at it only)
+        self.fixed_batch_size = 1 if backend.dtype == "int8" else None  # INT8_BATCHING
+        self.graph = TokenizedGraph(folder, model, self.fixed_batch_size or options.batch_size,
+                                    lambda feeds: self.session.run(None, feeds)[0])  # fmt: skip
         self.n_parameters = _count_parameters(path)
 
     def count_tokens(self, texts: Sequence[str]) -> int:
