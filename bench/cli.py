@@ -36,6 +36,12 @@ def _int(text: str) -> int:
     return int(text)
 
 
+def _path(text: str) -> Path:
+    if not text.strip():  # Path("") is the current folder: never what an empty value meant
+        raise argparse.ArgumentTypeError("expected a path, got an empty value")
+    return Path(text)
+
+
 def _number(text: str) -> float:
     try:
         value = float(text)
@@ -97,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_run(sub) -> None:
     run = sub.add_parser("run", help="run a sweep (the bundled default without CONFIG)")
-    run.add_argument("config", nargs="?", type=Path, help="sweep YAML (default: tasks/sweeps/default.yaml)")
+    run.add_argument("config", nargs="?", type=_path, help="sweep YAML (default: tasks/sweeps/default.yaml)")
     run.add_argument("--models", type=_str_list, help="override: comma-separated model names")
     run.add_argument("--tasks", type=_str_list, help="override: comma-separated task names")
     run.add_argument("--backends", type=_str_list, help="override: e.g. torch,torch-cuda-bfloat16")
@@ -113,10 +119,10 @@ def _add_run(sub) -> None:
                      help="how chunks of chunked tasks are embedded: independent,late,native")
     run.add_argument("--lexical", type=_str_list, help="lexical baselines: bm25,bm25-stemmed (or none)")
     run.add_argument("--limit", type=_int, help="smoke run: only the first N judged queries")
-    run.add_argument("--output-dir", type=Path, help="where run folders go (default results/)")
-    run.add_argument("--cache-dir", type=Path, help="embedding cache (default ~/.cache/bench)")
+    run.add_argument("--output-dir", type=_path, help="where run folders go (default results/)")
+    run.add_argument("--cache-dir", type=_path, help="embedding cache (default ~/.cache/bench)")
     run.add_argument("--run-id", help="name the run folder; an existing one resumes")
-    run.add_argument("--tasks-dir", type=Path, help="task/model definitions (default tasks/)")
+    run.add_argument("--tasks-dir", type=_path, help="task/model definitions (default tasks/)")
     run.add_argument("--executor", choices=("local", "dask"), help="where units run (default: this process)")
     run.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://127.0.0.1:8786")
     run.set_defaults(func=cmd_run)
@@ -124,7 +130,7 @@ def _add_run(sub) -> None:
 
 def _add_report(sub) -> None:
     report = sub.add_parser("report", help="tables and plots from a finished run")
-    report.add_argument("run_dir", type=Path)
+    report.add_argument("run_dir", type=_path)
     report.add_argument("--html", action="store_true", help="also write one self-contained report.html")
     report.set_defaults(func=cmd_report)
 
@@ -134,9 +140,9 @@ def _add_compare(sub) -> None:
     cmp.add_argument("runs", nargs="+", metavar="RUN", help="run folders or glob patterns (the first is the base)")
     cmp.add_argument("--across", choices=("runs", "models"), default="runs",
                      help="runs: each run is a side (default); models: each (model, backend) is a side")
-    cmp.add_argument("--json", type=Path, help="also write the comparison as JSON here")
-    cmp.add_argument("--html", type=Path, help="also write a self-contained HTML report here")
-    cmp.add_argument("--plots", type=Path, help="with --across models: also write the plots into this folder")
+    cmp.add_argument("--json", type=_path, help="also write the comparison as JSON here")
+    cmp.add_argument("--html", type=_path, help="also write a self-contained HTML report here")
+    cmp.add_argument("--plots", type=_path, help="with --across models: also write the plots into this folder")
     cmp.set_defaults(func=cmd_compare)
 
 
@@ -147,7 +153,7 @@ def _add_query(sub) -> None:
                             "BYTES per vector; task NAME: every model on a task")  # fmt: skip
     query.add_argument("value", metavar="NAME|BYTES", help="a model name, a byte budget or a task name")
     query.add_argument("--task", help="with budget: only this task")
-    query.add_argument("--results-dir", type=Path, default=Path("results"), help="where the run folders are")
+    query.add_argument("--results-dir", type=_path, default=Path("results"), help="where the run folders are")
     query.set_defaults(func=cmd_query)
 
 
@@ -162,20 +168,20 @@ def _add_profile(sub) -> None:
     prof.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     prof.add_argument("--budget", type=_number, default=60.0, help="seconds per cell before it is stopped")
     prof.add_argument("--repeats", type=_int, default=3)
-    prof.add_argument("--output-dir", type=Path, default=Path("results"))
-    prof.add_argument("--tasks-dir", type=Path)
+    prof.add_argument("--output-dir", type=_path, default=Path("results"))
+    prof.add_argument("--tasks-dir", type=_path)
     prof.set_defaults(func=cmd_profile)
 
 
 def _add_gate(sub) -> None:
     base = sub.add_parser("baseline", help="write a regression baseline from a finished run")
-    base.add_argument("run_dir", type=Path)
-    base.add_argument("-o", "--output", type=Path, required=True)
+    base.add_argument("run_dir", type=_path)
+    base.add_argument("-o", "--output", type=_path, required=True)
     base.set_defaults(func=cmd_baseline)
 
     chk = sub.add_parser("check", help="gate a run against a baseline (exit 0 ok, 1 regression, 2 usage)")
-    chk.add_argument("run_dir", type=Path)
-    chk.add_argument("--baseline", type=Path, required=True)
+    chk.add_argument("run_dir", type=_path)
+    chk.add_argument("--baseline", type=_path, required=True)
     chk.add_argument("--metrics", type=_str_list, help="metrics to compare (default: main_score, paired by query)")
     chk.add_argument("--tolerance", action="append", default=[], metavar="METRIC=abs:X|rel:X",
                      help="per-metric tolerance (repeatable; METRIC may be 'quality' or 'cost'); "
@@ -185,7 +191,7 @@ def _add_gate(sub) -> None:
     chk.add_argument("--outside-ci", action="store_true",
                      help="weaker, unpaired: a drop beyond the tolerance must leave the baseline's CI "
                           "instead of being significant in the paired test")  # fmt: skip
-    chk.add_argument("--json", type=Path, help="where to write the findings (default RUN_DIR/check.json)")
+    chk.add_argument("--json", type=_path, help="where to write the findings (default RUN_DIR/check.json)")
     chk.set_defaults(func=cmd_check)
 
 
@@ -195,24 +201,24 @@ def _add_reproduce(sub) -> None:
     rep.add_argument("--tolerance", type=_number, help="absolute tolerance (default: the suite's, 0.005)")
     rep.add_argument("--backends", type=_str_list, help="override the suite's backend (one)")
     rep.add_argument("--limit", type=_int, help="smoke run: only the first N judged queries (will not match)")
-    rep.add_argument("--output-dir", type=Path, default=Path("results"))
-    rep.add_argument("--cache-dir", type=Path)
-    rep.add_argument("--tasks-dir", type=Path)
+    rep.add_argument("--output-dir", type=_path, default=Path("results"))
+    rep.add_argument("--cache-dir", type=_path)
+    rep.add_argument("--tasks-dir", type=_path)
     rep.set_defaults(func=cmd_reproduce)
 
 
 def _add_export(sub) -> None:
     export = sub.add_parser("export-mteb", help="write a run in MTEB's result layout")
-    export.add_argument("run_dir", type=Path)
-    export.add_argument("out", type=Path)
+    export.add_argument("run_dir", type=_path)
+    export.add_argument("out", type=_path)
     export.set_defaults(func=cmd_export_mteb)
 
 
 def _add_ls(sub) -> None:
     ls = sub.add_parser("ls", help="list known tasks or models, or the runs in a results folder")
     ls.add_argument("what", choices=["tasks", "models", "runs"], metavar="tasks|models|runs", help="what to list")
-    ls.add_argument("--tasks-dir", type=Path)
-    ls.add_argument("--results-dir", type=Path, default=Path("results"), help="with runs: where the run folders are")
+    ls.add_argument("--tasks-dir", type=_path)
+    ls.add_argument("--results-dir", type=_path, default=Path("results"), help="with runs: where the run folders are")
     ls.set_defaults(func=cmd_ls)
 
 

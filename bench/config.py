@@ -55,7 +55,7 @@ def parse_calibration(value: Any, where: str) -> CalibrationSpec:
         return CalibrationSpec()
     if isinstance(value, dict) and len(value) == 1 and "sample" in value:
         size = value["sample"]
-        size = int(size) if isinstance(size, str) and size.isdigit() else size
+        size = int(size) if isinstance(size, str) and size.isascii() and size.isdigit() else size
         if isinstance(size, bool) or not isinstance(size, int) or size < 2:
             raise InputError(f"{where}: calibration sample must be an integer of at least 2, got {size!r}")
         return CalibrationSpec("sample", size=size)
@@ -83,6 +83,13 @@ def _multipliers(checked: SweepSchema, where: dict) -> tuple[int, ...]:
     return tuple(checked.rescore_multipliers or [4])
 
 
+def _lexical(names: list[str], where: str) -> tuple[str, ...]:
+    """The lexical baselines; ``none`` alone means none (with others it contradicts them)."""
+    if "none" in names and len(names) > 1:
+        raise InputError(f"{where}: lexical 'none' cannot be combined with other baselines, got {names}")
+    return tuple(lexical.parse(n, where) for n in names if n != "none")
+
+
 def _as_lists(raw: Mapping[str, Any]) -> LineDict:
     out = LineDict({k: ([v] if k in LIST_KEYS and not isinstance(v, list) else v) for k, v in raw.items()})
     out.source = getattr(raw, "source", "<config>")
@@ -107,7 +114,7 @@ def config_from_mapping(raw: LineDict, flags: Mapping[str, str] | None = None) -
         precisions=tuple(parse_precision(p, where["precisions"]) for p in checked.precisions),
         batch_size=checked.batch_size, top_k=checked.top_k, rescore_multipliers=_multipliers(checked, where),
         calibration=parse_calibration(checked.calibration, where["calibration"]),
-        lexical=tuple(lexical.parse(n, where["lexical"]) for n in checked.lexical if n != "none"),
+        lexical=_lexical(checked.lexical, where["lexical"]),
         contexts=tuple(contexts.parse(c, where["context"]) for c in checked.context),
         output_dir=Path(os.path.expanduser(checked.output_dir)),
         cache_dir=Path(os.path.expanduser(checked.cache_dir)) if checked.cache_dir else default_cache_dir(),
@@ -164,6 +171,12 @@ def validate(config: SweepConfig, tasks_dir: Path | None = None) -> None:
     _check_contexts(config, models)
     if config.executor == "dask" and not config.scheduler:
         raise InputError("--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+    ids = [b.id for b in config.backends]
+    if len(set(ids)) != len(ids):  # two servers of one name would share cells and vectors' digests
+        raise InputError(f"backends has duplicates: {sorted({i for i in ids if ids.count(i) > 1})} (give each a "
+                         "name of its own)")  # fmt: skip
+    if len(set(config.lexical)) != len(config.lexical):
+        raise InputError(f"lexical has duplicates: {list(config.lexical)}")
     if len(set(config.dims)) != len(config.dims):
         raise InputError(f"dims has duplicates: {list(config.dims)}")
     if len(set(config.precisions)) != len(config.precisions):

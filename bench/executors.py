@@ -164,7 +164,7 @@ def run_on_dask(the_plan: Plan, run_dir: Path, encoder_factory: EncoderFactory) 
     scheduler = the_plan.config.scheduler
     try:
         client = Client(scheduler, timeout="20s")
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: an address it cannot parse
         raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
     config, futures = the_plan.config, []
     with client:

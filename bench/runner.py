@@ -41,6 +41,12 @@ def _note_changed_inputs(the_plan: Plan, run) -> None:
                     "old inputs are computed again", run.path.name)  # fmt: skip
 
 
+def _finished(run) -> bool:
+    """Whether the run folder being resumed holds a finished run's manifest."""
+    path = run.path / MANIFEST
+    return not run.made_here and path.is_file() and read_json(path).get("status") == "finished"
+
+
 def run(
     config: SweepConfig,
     tasks_dir: Path | None = None,
@@ -54,7 +60,8 @@ def run(
     try:
         _seed(config.seed)
         started = datetime.now(timezone.utc)
-        write_manifest(the_plan, run.path, started, finished=None)
+        if not _finished(run):  # a finished run stays so (and listed) until this one replaces its results
+            write_manifest(the_plan, run.path, started, finished=None)
         run.record(run.path / MANIFEST) if run.made_here else None
         records = EXECUTORS[config.executor](the_plan, run.path, encoder_factory)
     except BaseException:

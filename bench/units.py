@@ -79,9 +79,12 @@ def cached_vectors(the_plan: Plan, model: ModelSpec, backend: BackendSpec, task:
 
 def unit_costs(the_plan: Plan, encoded: EncodedTask, task: str, lazy: LazyEncoder, cache: EmbeddingCache,
                model: ModelSpec, backend: BackendSpec, context: str = "independent") -> dict:  # fmt: skip
-    """The cost columns every cell of this unit carries: encode statistics and encoder costs."""
+    """The columns every cell of this unit carries from this run: the model's registry entry (its
+    parameter count and token limit may change without changing the cell), encode statistics and
+    encoder costs."""
     data = the_plan.data[task]
-    return {**encoded.info, **encoder_costs(the_plan.config, data, lazy, cache, model, backend, context)}
+    return {**_model_columns(model), **encoded.info,
+            **encoder_costs(the_plan.config, data, lazy, cache, model, backend, context)}  # fmt: skip
 
 
 def cell_path(run_dir: Path, cell: Cell) -> Path:
@@ -186,9 +189,10 @@ def cached_cell(the_plan: Plan, cell: Cell) -> dict | None:
 
 
 def with_costs(record: dict, costs: dict) -> dict:
-    """``record`` carrying this run's columns of its unit (``unit_costs``: the encode statistics
-    and the one cost measurement of its model, backend and task), in place of those it was stored
-    with, so no two cells of a unit in one run report different costs."""
+    """``record`` carrying this run's columns of its unit (``unit_costs``: the model's registry
+    entry, the encode statistics and the one cost measurement of its model, backend and task), in
+    place of those it was stored with, so no two cells of a unit in one run report different costs
+    and none reports a registry entry the run's manifest does not hold."""
     return {**record, "info": {**record["info"], **costs}}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -9,6 +10,7 @@ import yaml
 
 from bench.errors import InputError
 
+log = logging.getLogger(__name__)
 
 class LineDict(dict):
     """A dict from YAML that knows the file and the line of itself and of each key."""
@@ -78,9 +80,15 @@ def load_yaml(path: Path) -> Any:
         raise InputError(f"{path}: file not found") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    loader = _Loader(text)
-    loader.name = str(path)
+    except OSError as exc:  # a folder, a path through a file, no permission
+        raise InputError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    if text.startswith("\ufeff"):
+        log.warning("%s: starts with a UTF-8 byte-order mark; ignoring it", path)
+        text = text[1:]
+    loader = None
     try:
+        loader = _Loader(text)  # its reader refuses control characters here
+        loader.name = str(path)
         node = loader.get_single_node()
         if node is not None and _expanded_size(node, {}) > MAX_NODES:
             raise InputError(f"{path}: the YAML expands to more than {MAX_NODES:,} values (aliases "
@@ -90,8 +98,18 @@ def load_yaml(path: Path) -> Any:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         raise InputError(f"{path}:{line}: invalid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:  # the reader's: a control character
+        position = getattr(exc, "position", None)
+        line = text.count("\n", 0, position) + 1 if isinstance(position, int) else 0
+        reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
+        if isinstance(getattr(exc, "character", None), int):
+            reason = f"character #x{exc.character:04x}: {reason}"
+        raise InputError(f"{path}:{line}: invalid YAML: {reason}") from None
+    except RecursionError:
+        raise InputError(f"{path}: invalid YAML: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def require_mapping(value: Any, where: str) -> LineDict:

@@ -110,3 +110,11 @@ def test_mapping_without_source_still_validates():
     config = config_from_mapping(require_mapping({"models": "m", "tasks": "t", "dims": 8,
                                                   "precisions": "binary"}, "<dict>"))  # fmt: skip
     assert config.models == ("m",) and config.dims == (8,) and config.precisions == ("binary",)
+
+
+def test_a_byte_order_mark_in_a_yaml_file_is_accepted_with_a_warning(toy_sweep, caplog):
+    toy_sweep.write_bytes(b"\xef\xbb\xbf" + toy_sweep.read_bytes())
+    with caplog.at_level("WARNING"):
+        config = load_config(toy_sweep)
+    assert config.name == "toy"
+    assert f"{toy_sweep}: starts with a UTF-8 byte-order mark" in caplog.text

@@ -257,3 +257,39 @@ def test_every_metric_of_every_cell_has_a_seeded_confidence_interval(toy_sweep, 
     assert ref.vs_reference_difference == 0 and ref.vs_reference_p_value == 1 and not ref.significantly_worse
     assert (rows.main_score_ci_low <= rows.main_score).all() and (rows.main_score <= rows.main_score_ci_high).all()
     assert set(rows.vs_reference_p_value.between(0, 1)) == {True}
+
+
+def test_a_failed_rerun_of_a_finished_run_leaves_it_finished(toy_sweep, toy_tasks_dir, tmp_path):
+    """Resuming a finished run that then fails (here: its vectors gone, the model broken) keeps
+    the finished manifest, listed and queryable, until a rerun replaces its results."""
+    import shutil
+
+    from bench.errors import EncoderError
+
+    config = load_config(toy_sweep)
+    run_dir = runner.run(config, toy_tasks_dir, run_id="kept")
+    before = json.loads((run_dir / "manifest.json").read_text())
+    shutil.rmtree(tmp_path / "cache")
+
+    def broken(*_):
+        raise EncoderError("the model is broken")
+
+    with pytest.raises(EncoderError):
+        runner.run(config, toy_tasks_dir, run_id="kept", encoder_factory=broken)
+    after = json.loads((run_dir / "manifest.json").read_text())
+    assert after["status"] == "finished" and after["started_at"] == before["started_at"]
+
+
+def test_reused_cells_carry_the_registrys_current_entry(toy_sweep, toy_tasks_dir):
+    """A parameter count or token limit changed in the registry (which changes no hashing vector)
+    shows in every row of the next run, reused cells included, as in its manifest."""
+    from bench.testing import write_models
+    from tests.conftest import TOY_MODEL
+
+    config = load_config(toy_sweep)
+    runner.run(config, toy_tasks_dir)
+    write_models(toy_tasks_dir, {"toy": {**TOY_MODEL, "n_parameters": 12345}})
+    run_dir = runner.run(config, toy_tasks_dir, encoder_factory=refuse)
+    _, rows = read_run(run_dir)
+    assert rows.registry_parameters.tolist() == [12345] * len(rows)
+    assert json.loads((run_dir / "manifest.json").read_text())["models"]["toy"]["n_parameters"] == 12345
