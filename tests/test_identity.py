@@ -3,6 +3,7 @@ match. Each test here stages a case that used to reuse or mix silently."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -46,6 +47,10 @@ def _checkpoint(tmp_path, name: str, prompts: dict | None = None, default: str |
         bert = json.loads((folder / "sentence_bert_config.json").read_text())
         (folder / "sentence_bert_config.json").write_text(json.dumps({**bert, "max_seq_length": max_seq_length}))
     return folder
+
+
+def _edit_json(path, **changes) -> None:
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
 # --------------------------------------------------------------------------- vectors
@@ -110,10 +115,10 @@ def test_a_scrambled_memory_mapped_matrix_is_detected_and_rebuilt(tmp_path, toy_
 def st_reference():
     from sentence_transformers import SentenceTransformer
 
-    def encode(folder, role):
+    def encode(folder, role, texts=TEXTS):
         st = SentenceTransformer(str(folder), device="cpu")
         fn = st.encode_query if role is Role.QUERY else st.encode_document
-        return fn(TEXTS, convert_to_numpy=True)
+        return fn(list(texts), convert_to_numpy=True)
 
     return encode
 
@@ -167,6 +172,54 @@ def test_the_checkpoints_token_limit_applies_unless_the_registry_overrides_it(tm
     np.testing.assert_allclose(_ours(folder, Role.DOCUMENT), st_reference(folder, Role.DOCUMENT), atol=1e-5)
     longer = _ours(folder, Role.DOCUMENT, max_length=128)
     assert not np.allclose(longer[2], _ours(folder, Role.DOCUMENT)[2], atol=1e-3)  # the long text is cut at 8 otherwise
+
+
+LONG = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+
+
+@pytest.mark.parametrize("setting", ["role lengths", "processing max_length", "cut on the left"])
+def test_every_backend_cuts_texts_as_sentence_transformers_does(tmp_path, st_reference, setting):
+    """A checkpoint's token limit per role (query_length, document_length), its processing
+    max_length and its tokenizer's truncation side reach every backend's vectors as they reach
+    sentence-transformers' encode_query / encode_document (given the raw texts)."""
+    folder = _checkpoint(tmp_path, "cut")
+    bert = folder / "sentence_bert_config.json"
+    if setting == "role lengths":
+        _edit_json(bert, query_length=6, document_length=9)
+    elif setting == "processing max_length":
+        _edit_json(bert, processing_kwargs={"text": {"max_length": 7}})
+    else:
+        _edit_json(bert, max_seq_length=8)
+        _edit_json(folder / "tokenizer_config.json", truncation_side="left")
+    texts = [LONG, "short", TEXTS[2]]
+    model = ModelSpec(key="m", name="org/m", revision="v1", dim=384, path=str(folder))
+    kinds = ["torch", "onnx"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+    for kind in kinds:
+        encoder = make_encoder(model, parse_backend(kind), EncoderOptions(2, tmp_path / "cache"))
+        for role in (Role.QUERY, Role.DOCUMENT):
+            reference = st_reference(folder, role, texts)
+            np.testing.assert_allclose(encoder.encode(texts, role), reference, atol=1e-4, err_msg=f"{kind} {role}")
+    plain = make_encoder(ModelSpec(key="p", name="org/p", revision="v1", dim=384, path=str(_minilm_folder())),
+                         parse_backend("torch"), EncoderOptions(2))  # fmt: skip
+    assert not np.allclose(plain.encode(texts, Role.DOCUMENT)[0], st_reference(folder, Role.DOCUMENT, texts)[0],
+                           atol=1e-3)  # the setting did cut the long text  # fmt: skip
+
+
+def test_the_registrys_token_limit_overrides_the_checkpoints_role_lengths(tmp_path):
+    """max_length in the registry is the limit for every role, as the rows say, whatever
+    query_length / document_length / processing max_length the checkpoint sets."""
+    folder = _checkpoint(tmp_path, "roles")
+    _edit_json(folder / "sentence_bert_config.json", query_length=6, document_length=9,
+               processing_kwargs={"common": {"max_length": 5}})  # fmt: skip
+    model = ModelSpec(key="m", name="org/m", revision="v1", dim=384, path=str(folder), max_length=12)
+    same = ModelSpec(key="s", name="org/s", revision="v1", dim=384, path=str(_minilm_folder()), max_length=12)
+    texts = [LONG, "short"]
+    for kind in ("torch", "onnx"):
+        ours = make_encoder(model, parse_backend(kind), EncoderOptions(2, tmp_path / "cache"))
+        plain = make_encoder(same, parse_backend(kind), EncoderOptions(2, tmp_path / "cache"))
+        for role in (Role.QUERY, Role.DOCUMENT):
+            np.testing.assert_allclose(ours.encode(texts, role), plain.encode(texts, role), atol=1e-5)
+        assert ours.count_tokens([LONG]) == 12
 
 
 def test_rows_say_where_the_token_limit_comes_from(toy_sweep, toy_tasks_dir):

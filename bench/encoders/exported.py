@@ -72,12 +72,39 @@ def input_names(st, who: str) -> list[str]:
     return names
 
 
+# How the export folder describes tokenization: 2 adds a token limit per role and the side cut.
+TOKENIZATION = 2
+_LIMIT_KEYS = {"max_length"}  # the processing settings the exported tokenization reproduces
+
+
+def token_limits(st, who: str | None = None) -> dict[str, object]:
+    """The token limit per role and the side cut, as sentence-transformers' ``preprocess`` applies
+    them: the checkpoint's ``processing_kwargs`` ``max_length`` (text, else common), else its
+    ``query_length`` / ``document_length``, else ``max_seq_length``; the tokenizer's
+    ``truncation_side``. With ``who`` (an exporting backend), other processing settings, which
+    the exported tokenization would not reproduce, are refused in one line."""
+    module = st[0]
+    kwargs = getattr(module, "processing_kwargs", None) or {}
+    text, common = dict(kwargs.get("text") or {}), dict(kwargs.get("common") or {})
+    odd = sorted((set(text) | set(common)) - _LIMIT_KEYS)
+    if who and odd:
+        raise InputError(f"{who} backend: the checkpoint's processing_kwargs set {odd}, which the exported "
+                         "tokenization does not reproduce; use the torch backend for this model")  # fmt: skip
+    fixed = text.get("max_length", common.get("max_length"))
+    limits = {}
+    for role in ("query", "document"):
+        limit = fixed or getattr(module, f"{role}_length", None) or st.max_seq_length
+        limits[role] = int(limit)
+    return {**limits, "side": getattr(st.tokenizer, "truncation_side", "right") or "right"}
+
+
 def write_meta(st, target: Path, who: str, **extra) -> dict:
-    """Write the tokenizer file and ``config.json`` (inputs, padding id, token limit, prompts,
-    pooling, and ``extra`` fields) into an export folder; return the config."""
+    """Write the tokenizer file and ``config.json`` (inputs, padding id, token limits per role and
+    the side cut, prompts, pooling, and ``extra`` fields) into an export folder; return the config."""
     (target / "tokenizer.json").write_text(st.tokenizer.backend_tokenizer.to_str(), encoding="utf-8")
     meta = {"inputs": input_names(st, who), "pad_id": st.tokenizer.pad_token_id, "max_length": st.max_seq_length,
-            "prompts": checkpoint_prompts(st), **pooling(st, who), **extra}  # fmt: skip
+            "limits": token_limits(st, who), "prompts": checkpoint_prompts(st), **pooling(st, who),
+            "tokenization": TOKENIZATION, **extra}  # fmt: skip
     (target / "config.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return meta
 
@@ -173,14 +200,18 @@ class TokenizedGraph:
         from tokenizers import Tokenizer
 
         self.config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(model.max_length or self.config["max_length"])
+        limits = self.config["limits"]  # the registry's max_length is in them (set before export)
+        self.tokenizers = {}
+        for role in Role:  # one per role: its own limit, cut on the checkpoint's side
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            tokenizer.no_padding()
+            tokenizer.enable_truncation(limits[role.value], direction=limits["side"])
+            self.tokenizers[role] = tokenizer
         self.prompts = {**self.config.get("prompts", {}), **model.prompts}  # the registry's win
         self.batch_size, self.forward = batch_size, forward
 
     def tokenize(self, texts: Sequence[str], role: Role = Role.DOCUMENT):
-        return self.tokenizer.encode_batch(prompted(texts, self.prompts, role))
+        return self.tokenizers[role].encode_batch(prompted(texts, self.prompts, role))
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(len(e.ids) for e in self.tokenize(texts))

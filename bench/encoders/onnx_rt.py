@@ -21,8 +21,8 @@ from typing import Sequence
 import numpy as np
 
 from bench.encoders import EncoderOptions
-from bench.encoders.exported import (TokenizedGraph, build_atomically, checksums, hidden_states_module,
-                                     record_checksums, write_meta)
+from bench.encoders.exported import (TOKENIZATION, TokenizedGraph, build_atomically, checksums,
+                                     hidden_states_module, record_checksums, write_meta)
 from bench.errors import Unavailable
 from bench.types import BackendSpec, ModelSpec, Role
 from bench.weights import weights_identity
@@ -50,7 +50,8 @@ def export_identity(model: ModelSpec, cache_dir: Path) -> dict:
 
     return {"weights": weights_identity(model, cache_dir), "strip_modules": list(model.strip_modules),
             "max_length": model.max_length or "<checkpoint>", "opset": OPSET, "attention": ATTENTION,
-            "torch": importlib.metadata.version("torch"), "quantization": QUANTIZATION}  # fmt: skip
+            "torch": importlib.metadata.version("torch"), "quantization": QUANTIZATION,
+            "tokenization": TOKENIZATION}  # fmt: skip
 
 
 def export_dir(model: ModelSpec, cache_dir: Path) -> Path:

@@ -30,6 +30,7 @@ import numpy as np
 from bench.encoders import EncoderOptions, cuda_available
 from bench.encoders import late as late_chunking
 from bench.encoders.batching import by_chunks, pad, sorted_batches
+from bench.encoders.exported import token_limits
 from bench.errors import EncoderError, InputError, Unavailable
 from bench.types import BackendSpec, ModelSpec, Role
 from bench.weights import check_remote_code, local_folder, weights_identity, weights_location
@@ -58,12 +59,26 @@ def load_sentence_transformer(model: ModelSpec, device: str = "cpu", dtype: str 
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         kind = Unavailable if local_folder(model) is None else InputError  # a hub id: the hub is what is missing
         raise kind(f"model {model.key}: cannot load weights from {location}: {first}") from None
-    if model.max_length:  # the registry overrides the checkpoint's own limit
-        st.max_seq_length = model.max_length
+    if model.max_length:  # the registry overrides the checkpoint's own limits, each of them
+        override_token_limit(st, model.max_length)
     while len(st) > 1 and type(st[len(st) - 1]).__name__ in model.strip_modules:
         log.info("%s: dropping %s, the harness quantizes itself", model.key, type(st[len(st) - 1]).__name__)
         del st[len(st) - 1]
     return st
+
+
+def override_token_limit(st, limit: int) -> None:
+    """One token limit for every role: ``max_seq_length``, and the per-role ``query_length`` /
+    ``document_length`` and ``processing_kwargs`` ``max_length`` that sentence-transformers would
+    otherwise apply instead of it."""
+    st.max_seq_length = limit
+    module = st[0]
+    for name in ("query_length", "document_length"):
+        if getattr(module, name, None) is not None:
+            setattr(module, name, limit)
+    for settings in (getattr(module, "processing_kwargs", None) or {}).values():
+        if isinstance(settings, dict) and "max_length" in settings:
+            settings["max_length"] = limit
 
 
 def quiet_hub_progress() -> None:
@@ -128,6 +143,7 @@ class SentenceTransformerEncoder:
         self.dim, self.prompts = model.dim, dict(model.prompts)
         self.batch_size = options.batch_size
         self.n_parameters = int(sum(p.numel() for p in self.model.parameters()))
+        self.limits = token_limits(self.model)
         self.key, self.contextual = model.key, model.contextual
 
     def prompt(self, role: Role) -> str:
@@ -139,9 +155,10 @@ class SentenceTransformerEncoder:
         return self.model.prompts.get(name, "") if name else ""
 
     def _lengths(self, texts: Sequence[str], role: Role) -> list[int]:
+        """Tokens per text as encoded: the role's prompt and token limit (``token_limits``)."""
         prompt = self.prompt(role)
         tokens = self.model.tokenizer([prompt + t for t in texts], truncation=True,
-                                      max_length=self.model.max_seq_length, padding=False)  # fmt: skip
+                                      max_length=self.limits[role.value], padding=False)  # fmt: skip
         return [len(ids) for ids in tokens["input_ids"]]
 
     def count_tokens(self, texts: Sequence[str]) -> int:
