@@ -115,6 +115,8 @@ def encode_task(the_plan: Plan, model_key: str, backend: BackendSpec, task: str,
     """Dask task: fill the cache with this unit's vectors and measure its costs; the cost columns."""
     model, cache = the_plan.models[model_key], EmbeddingCache(the_plan.config.cache_dir)
     lazy = _lazy_encoder(the_plan, model, backend, encoder_factory)
+    measure.reset_peak_rss()  # this unit's peak memory starts here, not at the worker's start
+    measure.cuda_peak_reset()
     try:
         encoded = units.encode_unit(the_plan, model, backend, task, cache, lazy, context)
         return units.unit_costs(the_plan, encoded, task, lazy, cache, model, backend, context)

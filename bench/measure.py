@@ -26,9 +26,24 @@ MEASURE_VERSION = 2
 _STATUS = Path("/proc/self/status")
 
 
+def _release_free_memory() -> None:
+    """Hand memory the allocator keeps after frees back to the system (glibc's ``malloc_trim``),
+    so the next peak does not start from what an earlier measurement left behind."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to hand back this way
+        pass
+
+
 def reset_peak_rss() -> bool:
-    """Reset this process's peak-RSS mark to the current RSS (Linux); False where unsupported."""
+    """Reset this process's peak-RSS mark to the current RSS (Linux), after handing freed memory
+    back to the system; False where unsupported."""
     gc.collect()
+    _release_free_memory()
     try:
         Path("/proc/self/clear_refs").write_text("5")
         return True

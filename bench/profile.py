@@ -103,20 +103,20 @@ def _batches(lengths: list[int], batch_size: int, vocab: int, device: str, seed:
         mask = torch.zeros((len(chunk), chunk[0]), dtype=torch.long, device=device)
         for row, n in enumerate(chunk):
             mask[row, :n] = 1
-        out.append((ids, mask, sum(chunk)))
+        out.append((ids, mask, chunk))
     return out
 
 
-def _timed_batches(run, batches, deadline: float) -> list[tuple[float, int, int]]:
-    """(seconds, tokens, sequences) of each batch run: the first always, the others until
+def _timed_batches(run, batches, deadline: float) -> list[tuple[float, list[int]]]:
+    """(seconds, sequence lengths) of each batch run: the first always, the others until
     ``deadline`` passes."""
     out = []
-    for ids, mask, tokens in batches:
+    for ids, mask, lengths in batches:
         if out and time.perf_counter() > deadline:
             break
         t = time.perf_counter()
         run(ids, mask)
-        out.append((time.perf_counter() - t, tokens, len(ids)))
+        out.append((time.perf_counter() - t, lengths))
     return out
 
 
@@ -125,7 +125,8 @@ def profile_cell(run, cell_lengths: list[int], batch_size: int, vocab: int, devi
     """Time the forward pass over the batches within ``budget`` seconds in all (the warm-up pass
     included): a warm-up pass, then up to ``repeats`` timed passes, stopping between batches once
     the budget is spent. Rates are the timed batches' tokens over their seconds; when the budget
-    ran out in the warm-up, the warm-up's batches are the measurement, and the status says so."""
+    ran out in the warm-up, the warm-up's batches are the measurement, and the status says so.
+    ``timed_lengths`` are the sequence lengths of the batches timed (their FLOPs give the rate)."""
     batches = _batches(cell_lengths, batch_size, vocab, device, seed)
     deadline = time.perf_counter() + budget
     measure.reset_peak_rss()
@@ -145,12 +146,14 @@ def profile_cell(run, cell_lengths: list[int], batch_size: int, vocab: int, devi
     if not timed:
         timed, passes = warm, int(len(warm) == len(batches))
         status = f"stopped: the {budget:.0f}s budget ran out in the warm-up (figures from it)"
-    seconds = sum(t for t, _, _ in timed)
-    tokens, sequences = sum(n for _, n, _ in timed), sum(k for _, _, k in timed)
+    seconds = sum(t for t, _ in timed)
+    lengths = [n for _, batch in timed for n in batch]  # what was timed (the longest first, if cut)
+    tokens, sequences = sum(lengths), len(lengths)
     return {
         "tokens_per_second": tokens / seconds, "sequences_per_second": sequences / seconds,
-        "latency_p50_ms": measure.percentile_ms([t for t, _, _ in timed], 50),
-        "latency_p95_ms": measure.percentile_ms([t for t, _, _ in timed], 95),
+        "timed_mean_length": tokens / sequences, "timed_lengths": lengths,
+        "latency_p50_ms": measure.percentile_ms([t for t, _ in timed], 50),
+        "latency_p95_ms": measure.percentile_ms([t for t, _ in timed], 95),
         "peak_rss_bytes": measure.peak_rss_bytes(), "peak_cuda_bytes": measure.cuda_peak_bytes(),
         "passes": passes, "status": status, "tokens": tokens, "sequences": sequences,
     }  # fmt: skip
@@ -202,7 +205,8 @@ def run_profile(models, lengths: Sequence[int], dtypes: Sequence[str], batch_siz
                         rows.append(row)
                         continue
                     row.update(profile_cell(net, cell_lengths, batch, int(arch["vocab_size"]), device, budget, repeats, seed))
-                    row["gflops_per_second"] = row["tokens_per_second"] * mean_flops_per_token(arch, cell_lengths) / 1e9
+                    timed = row.pop("timed_lengths")  # the FLOPs of what was timed, not of the whole sample
+                    row["gflops_per_second"] = row["tokens_per_second"] * mean_flops_per_token(arch, timed) / 1e9
                     row.update(utilization(row["gflops_per_second"], peak))
                     if "peak_note" in row:
                         row["status"] = f"{row['status']}; {row.pop('peak_note')}"
@@ -258,9 +262,14 @@ def plot_profile(frame, out_dir) -> list:
     return paths
 
 
+def _number(value: float) -> str:
+    """One decimal, or three significant digits below 1 (0.048 sequences/s is not 0.0)."""
+    return f"{value:,.1f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
+
+
 def profile_markdown(frame) -> str:
-    cols = ["model", "dtype", "batch_size", "length", "mean_length", "tokens_per_second", "sequences_per_second",
-            "latency_p50_ms", "latency_p95_ms", "peak_rss_bytes", "gflops_per_second", "flop_utilization", "status"]  # fmt: skip
+    cols = ["model", "dtype", "batch_size", "length", "mean_length", "timed_mean_length", "tokens_per_second",
+            "sequences_per_second", "latency_p50_ms", "latency_p95_ms", "peak_rss_bytes", "gflops_per_second", "flop_utilization", "status"]  # fmt: skip
     cols = [c for c in cols if c in frame.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for _, r in frame[cols].iterrows():
@@ -269,7 +278,7 @@ def profile_markdown(frame) -> str:
             if c.endswith("bytes") and v is not None and v == v:
                 v = float(v)
             if isinstance(v, float) and v == v:
-                v = f"{v / 2**20:,.0f} MiB" if c.endswith("bytes") else f"{v:.2%}" if c == "flop_utilization" else f"{v:,.1f}"
+                v = f"{v / 2**20:,.0f} MiB" if c.endswith("bytes") else f"{v:.2%}" if c == "flop_utilization" else _number(v)
             vals.append(str(v) if v is not None and v == v else "–")
         lines.append("| " + " | ".join(vals) + " |")
     return "\n".join(lines)

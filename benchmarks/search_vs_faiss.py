@@ -2,7 +2,8 @@
 
 Float32 inner-product top-k against ``faiss.IndexFlatIP``, and packed-binary Hamming top-k
 against ``faiss.IndexBinaryFlat``, on the same vectors and queries, in one process. Also reports
-the peak extra memory of bench's float32 search (tracemalloc: NumPy's allocations) against the
+the peak extra memory of bench's float32 search (the process's resident high-water mark above its resident
+memory before the search) against the
 size of the index; the target is at most 1.5x.
 
     python benchmarks/search_vs_faiss.py                 # 1,000,000 x 384, 1,000 queries, k=10

@@ -44,6 +44,7 @@ def test_onnx_float32_and_int8_are_exported_once_and_match(minilm, reference, tm
     np.testing.assert_array_equal(int8.encode([long, TEXTS[0]], Role.DOCUMENT)[1], vectors[0])
     assert fp32.count_tokens(["hello world"]) == 4
     assert fp32.n_parameters > 22_000_000
+    assert int8.n_parameters == fp32.n_parameters  # the same weights; quantization scales are not parameters
     import onnx  # the eager attention graph (MatMul, Softmax, MatMul), not sdpa's decomposition
 
     ops = {n.op_type for n in onnx.load(str(onnx_rt.export_dir(minilm, tmp_path) / "model.onnx")).graph.node}

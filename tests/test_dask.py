@@ -87,3 +87,22 @@ def test_dask_without_a_scheduler_is_a_usage_error(toy_sweep, toy_tasks_dir, tmp
 
     with pytest.raises(InputError, match="needs --scheduler"):
         runner.run(_config(toy_sweep, tmp_path, executor="dask"), toy_tasks_dir)
+
+
+def test_a_dask_encode_unit_measures_its_own_peak_memory(toy_sweep, toy_tasks_dir):
+    """A worker process lives across units: each unit's peak RSS starts at its own start, not at
+    the high-water mark of whatever ran on that worker before."""
+    import numpy as np
+
+    from bench import executors, measure
+    from bench.encoders import make_encoder
+    from bench.planning import plan
+
+    the_plan = plan(with_overrides(load_config(toy_sweep), measure=True), toy_tasks_dir)
+    if not measure.reset_peak_rss():
+        pytest.skip("no resettable peak RSS on this platform")
+    block = np.ones(400 * 2**20 // 8)  # 400 MiB touched, then freed
+    del block
+    before = measure.peak_rss_bytes()
+    costs = executors.encode_task(the_plan, "toy", the_plan.config.backends[0], "Toy", make_encoder)
+    assert costs["peak_rss_bytes"] < before - 200 * 2**20

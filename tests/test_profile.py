@@ -65,3 +65,52 @@ def test_cli_profile_writes_rows_manifest_and_plots(tmp_path, capsys):
     assert {p.name for p in (run_dir / "plots").glob("*.png")} >= {"tokens_per_second_vs_length.png",
                                                                   "peak_memory_vs_length.png"}
     assert "architecture-only" not in capsys.readouterr().err
+
+
+def test_a_cell_cut_by_the_budget_reports_the_flop_rate_of_what_was_timed(monkeypatch):
+    """A forward pass that runs at exactly 10 TFLOP/s: a task cell whose budget stops it after
+    its longest batches must still read 10 TFLOP/s (the FLOPs of the batches timed, not the
+    sample's average per token times the timed tokens)."""
+    import time
+    import types
+
+    from bench import profile
+    from bench.flops import flops_per_token
+
+    rate = 1e13
+    arch = model_registry().get("pplx-embed-v1-0.6b").architecture
+
+    class Fake:
+        def __init__(self, arch, dtype, device):
+            self.arch = arch
+
+        def __call__(self, ids, mask):
+            time.sleep(sum(n * flops_per_token(self.arch, n) for n in mask.sum(1).tolist()) / rate)
+
+    lengths = [2048, 2048] + [64] * 40
+    monkeypatch.setattr(profile, "BidirectionalMeanPooled", Fake)
+    monkeypatch.setattr(profile.measure, "matmul_peak_gflops", lambda *a, **k: 20_000.0)
+    monkeypatch.setattr(profile, "task_lengths", lambda texts, max_length, n, seed: list(lengths))
+    model = types.SimpleNamespace(key="shape", architecture=arch)
+    for budget in (30.0, 0.4):  # whole passes; cut after the two long texts of the warm-up
+        row = run_profile([model], [], ["float32"], [1], "cpu", budget=budget, repeats=1, task_texts={"T": ["x"]},
+                          task_sample=len(lengths))[0]  # fmt: skip
+        assert row["gflops_per_second"] == pytest.approx(rate / 1e9, rel=0.1), row["status"]
+    assert row["status"].startswith("stopped") and row["timed_mean_length"] > 1000 > row["mean_length"]
+
+
+def test_a_cells_peak_memory_does_not_carry_an_earlier_cells(monkeypatch):
+    """Memory an earlier, larger cell used and freed is handed back before the next cell's peak
+    is taken: a short cell after a long one reads what it reads alone."""
+    import types
+
+    arch = dict(model_type="qwen3", hidden_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                head_dim=64, intermediate_size=512, vocab_size=5000, max_position_embeddings=8192)  # fmt: skip
+    model = types.SimpleNamespace(key="tiny", architecture=arch)
+    rows = run_profile([model], [128, 4096, 128], ["float32"], [1], "cpu", budget=30, repeats=1, task_texts={},
+                       task_sample=0)  # fmt: skip
+    first, long, again = (r["peak_rss_bytes"] for r in rows)
+    if first is None:
+        pytest.skip("no peak RSS on this platform")
+    assert long > first + 40 * 2**20, (first, long, again)  # the long cell does use more
+    assert again < first + 10 * 2**20, (first, long, again)

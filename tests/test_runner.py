@@ -293,3 +293,21 @@ def test_reused_cells_carry_the_registrys_current_entry(toy_sweep, toy_tasks_dir
     _, rows = read_run(run_dir)
     assert rows.registry_parameters.tolist() == [12345] * len(rows)
     assert json.loads((run_dir / "manifest.json").read_text())["models"]["toy"]["n_parameters"] == 12345
+
+
+def test_load_seconds_leave_out_a_one_time_export():
+    """An export or quantization built on first use (seconds) is not the model's load time,
+    which later runs, reading the export back, would never see."""
+    import time
+
+    from bench.embed import LazyEncoder
+    from bench.encoders.exported import building
+
+    def factory():
+        building(time.sleep, 0.5)  # the export
+        time.sleep(0.05)  # the load
+        return HashingEncoder(8)
+
+    lazy = LazyEncoder(factory)
+    lazy.get()
+    assert 0.04 < lazy.load_seconds < 0.3

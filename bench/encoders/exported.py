@@ -18,6 +18,8 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -170,6 +172,24 @@ def damage(folder: Path) -> str | None:
     return None
 
 
+_BUILDS = threading.local()
+
+
+def building(build: Callable[..., None], *args) -> None:
+    """Run a one-time build step (an export, a conversion, a quantization), adding its seconds to
+    this thread's ``build_seconds``: the time to load a model excludes them."""
+    t0 = time.perf_counter()
+    try:
+        build(*args)
+    finally:
+        _BUILDS.seconds = build_seconds() + time.perf_counter() - t0
+
+
+def build_seconds() -> float:
+    """Seconds this thread has spent in ``building`` so far."""
+    return getattr(_BUILDS, "seconds", 0.0)
+
+
 def build_atomically(folder: Path, build: Callable[[Path], None]) -> Path:
     """``folder``, built by ``build(tmp)`` in a temporary sibling (with every file's checksum) and
     renamed into place, unless it already holds an intact build (its ``config.json``, the last
@@ -184,7 +204,7 @@ def build_atomically(folder: Path, build: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".export-"))
     tmp.chmod(new_dir_mode())  # mkdtemp makes 0700; the export is a folder like any other
     try:
-        build(tmp)
+        building(build, tmp)
         record_checksums(tmp, sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()))
         os.replace(tmp, folder) if not folder.exists() else shutil.rmtree(tmp)
     finally:

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from bench.encoders import EncoderOptions
-from bench.encoders.exported import (TOKENIZATION, TokenizedGraph, build_atomically, checksums,
+from bench.encoders.exported import (TOKENIZATION, TokenizedGraph, build_atomically, building, checksums,
                                      hidden_states_module, record_checksums, write_meta)
 from bench.errors import Unavailable
 from bench.types import BackendSpec, ModelSpec, Role
@@ -124,7 +124,7 @@ def ensure_export(model: ModelSpec, cache_dir: Path, int8: bool) -> Path:
     """The cached export folder, created atomically (temp folder, then rename) on first use."""
     folder = build_atomically(export_dir(model, cache_dir), lambda tmp: _export(model, tmp))
     if int8 and "model-int8.onnx" not in (checksums(folder) or {}):
-        _quantize(folder)  # (a file of that name not listed is one a quantization left unfinished)
+        building(_quantize, folder)  # (a file of that name not listed is one a quantization left unfinished)
     return folder
 
 
@@ -149,7 +149,7 @@ class OnnxEncoder:
         self.fixed_batch_size = 1 if backend.dtype == "int8" else None  # INT8_BATCHING
         self.graph = TokenizedGraph(folder, model, self.fixed_batch_size or options.batch_size,
                                     lambda feeds: self.session.run(None, feeds)[0])  # fmt: skip
-        self.n_parameters = _count_parameters(path)
+        self.n_parameters = _count_parameters(folder / "model.onnx")  # int8's scales are not parameters
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         return self.graph.count_tokens(texts)
