@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -173,9 +174,14 @@ def timing_identity() -> dict[str, object]:
     """Where a timing was measured: the CPU (model and signature), the CPUs this process may use,
     the thread settings of the math libraries and the GPUs. Throughput, latency and memory measured
     under another identity are measured again, never reported as this machine's."""
-    return {"cpu": cpu_model(), "signature": cpu_signature(), "usable_cpus": usable_cpus(),
-            "threads": {v: os.environ[v] for v in THREAD_VARIABLES if v in os.environ},
-            "gpus": driver_gpu_names()}  # fmt: skip
+    return {**_hardware(), "usable_cpus": usable_cpus(),
+            "threads": {v: os.environ[v] for v in THREAD_VARIABLES if v in os.environ}}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1)
+def _hardware() -> dict[str, object]:
+    """The CPU and GPUs, read once per process (every cell's identity asks)."""
+    return {"cpu": cpu_model(), "signature": cpu_signature(), "gpus": driver_gpu_names()}
 
 
 def machine() -> dict[str, object]:

@@ -76,6 +76,20 @@ def input_names(st, who: str) -> list[str]:
 
 # How the export folder describes tokenization: 2 adds a token limit per role and the side cut.
 TOKENIZATION = 2
+
+
+def reader_versions() -> dict[str, str]:
+    """The libraries that read the checkpoint for an export (its prompts, limits, tokenizer file
+    and module chain): part of every export's identity."""
+    import importlib.metadata
+
+    out = {}
+    for name in ("sentence-transformers", "transformers", "tokenizers"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
 _LIMIT_KEYS = {"max_length"}  # the processing settings the exported tokenization reproduces
 
 
@@ -96,7 +110,7 @@ def token_limits(st, who: str | None = None) -> dict[str, object]:
     limits = {}
     for role in ("query", "document"):
         limit = fixed or getattr(module, f"{role}_length", None) or st.max_seq_length
-        limits[role] = int(limit)
+        limits[role] = int(limit) if limit else None  # None: the checkpoint sets no limit
     return {**limits, "side": getattr(st.tokenizer, "truncation_side", "right") or "right"}
 
 
@@ -225,7 +239,10 @@ class TokenizedGraph:
         for role in Role:  # one per role: its own limit, cut on the checkpoint's side
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
             tokenizer.no_padding()
-            tokenizer.enable_truncation(limits[role.value], direction=limits["side"])
+            if limits[role.value]:
+                tokenizer.enable_truncation(limits[role.value], direction=limits["side"])
+            else:
+                tokenizer.no_truncation()
             self.tokenizers[role] = tokenizer
         self.prompts = {**self.config.get("prompts", {}), **model.prompts}  # the registry's win
         self.batch_size, self.forward = batch_size, forward

@@ -22,7 +22,7 @@ import numpy as np
 
 from bench.encoders import EncoderOptions
 from bench.encoders.exported import (TOKENIZATION, TokenizedGraph, build_atomically, building, checksums,
-                                     hidden_states_module, record_checksums, write_meta)
+                                     hidden_states_module, reader_versions, record_checksums, write_meta)
 from bench.errors import Unavailable
 from bench.types import BackendSpec, ModelSpec, Role
 from bench.weights import weights_identity
@@ -51,7 +51,7 @@ def export_identity(model: ModelSpec, cache_dir: Path) -> dict:
     return {"weights": weights_identity(model, cache_dir), "strip_modules": list(model.strip_modules),
             "max_length": model.max_length or "<checkpoint>", "opset": OPSET, "attention": ATTENTION,
             "torch": importlib.metadata.version("torch"), "quantization": QUANTIZATION,
-            "tokenization": TOKENIZATION}  # fmt: skip
+            "tokenization": TOKENIZATION, "readers": reader_versions()}  # fmt: skip
 
 
 def export_dir(model: ModelSpec, cache_dir: Path) -> Path:

@@ -34,7 +34,8 @@ import numpy as np
 
 from bench.encoders import EncoderOptions
 from bench.encoders.batching import sorted_batches
-from bench.encoders.exported import TOKENIZATION, TokenizedGraph, build_atomically, hidden_states_module, write_meta
+from bench.encoders.exported import (TOKENIZATION, TokenizedGraph, build_atomically, hidden_states_module,
+                                     reader_versions, write_meta)
 from bench.errors import InputError, Unavailable
 from bench.paths import default_tasks_dir
 from bench.types import BackendSpec, ModelSpec, Role
@@ -96,7 +97,8 @@ def export_identity(model: ModelSpec, dtype: str, cache_dir: Path) -> dict:
     sample and the prompt its texts get."""
     identity = {"weights": weights_identity(model, cache_dir), "strip_modules": list(model.strip_modules),
                 "max_length": model.max_length or "<checkpoint>", "conversion": CONVERSION,
-                "openvino": _version("openvino"), "torch": _version("torch"), "tokenization": TOKENIZATION}  # fmt: skip
+                "openvino": _version("openvino"), "torch": _version("torch"), "tokenization": TOKENIZATION,
+                "readers": reader_versions()}  # fmt: skip
     if dtype == "int8":
         identity.update(nncf=_version("nncf"), quantization=QUANTIZATION, calibration=calibration_sample()[1],
                         calibration_prompt=model.prompts.get(CALIBRATION["role"], "<checkpoint>"))  # fmt: skip
