@@ -154,7 +154,9 @@ def _cost(encoder, units: Sequence[str], seconds: float, queries: Sequence[str],
         tokens_per_second=None if tokens is None else tokens / seconds,
         mean_tokens_per_document=None if tokens is None else tokens / max(1, len(units)),
         query_latency_p50_ms=percentile_ms(latencies, 50), query_latency_p95_ms=percentile_ms(latencies, 95),
-        peak_rss_bytes=peak_rss_bytes(), peak_cuda_bytes=cuda_peak_bytes(),
+        peak_rss_bytes=peak_rss_bytes(),
+        # torch's allocator only sees what torch allocates: ONNX Runtime's CUDA memory is not measured
+        peak_cuda_bytes=cuda_peak_bytes() if getattr(encoder, "torch_cuda_memory", False) else None,
         repeats=repeats, sample_documents=len(units),
     )  # fmt: skip
 

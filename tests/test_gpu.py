@@ -34,5 +34,19 @@ def test_onnx_cuda_provider_matches_cpu(minilm, tmp_path):
     np.testing.assert_allclose(gpu, cpu, atol=1e-3)
 
 
+def test_cuda_memory_is_reported_only_where_torch_allocates_it(minilm, tmp_path):
+    """torch's allocator does not see ONNX Runtime's CUDA memory: onnx-cuda reports none, not 0."""
+    from bench.measure import measure_encoder
+
+    ort = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime without the CUDA execution provider")
+    texts = TEXTS * 4
+    onnx = make_encoder(minilm, parse_backend("onnx-cuda"), EncoderOptions(2, tmp_path))
+    torch_gpu = make_encoder(minilm, parse_backend("torch-cuda"), EncoderOptions(2, tmp_path))
+    assert measure_encoder(onnx, texts, TEXTS, 0.0, 1, 2).peak_cuda_bytes is None
+    assert measure_encoder(torch_gpu, texts, TEXTS, 0.0, 1, 2).peak_cuda_bytes > 0
+
+
 def test_matmul_peak_is_measured_on_the_device():
     assert matmul_peak_gflops("bfloat16", 4096, device="cuda") > 1000

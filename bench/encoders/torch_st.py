@@ -144,6 +144,7 @@ class SentenceTransformerEncoder:
         self.batch_size = options.batch_size
         self.n_parameters = int(sum(p.numel() for p in self.model.parameters()))
         self.limits = token_limits(self.model)
+        self.torch_cuda_memory = backend.device == "cuda"  # its CUDA memory is torch's to measure
         self.key, self.contextual = model.key, model.contextual
 
     def prompt(self, role: Role) -> str:
