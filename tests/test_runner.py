@@ -230,10 +230,13 @@ def test_timings_of_another_machine_or_search_engine_are_measured_again(toy_swee
     _, rows = read_run(runner.run(config, toy_tasks_dir, encoder_factory=CountingFactory()))
     _, same = read_run(runner.run(config, toy_tasks_dir, encoder_factory=refuse))
     assert set(same.evaluated_at) == set(rows.evaluated_at) and set(same.cost_measured_at) == set(rows.cost_measured_at)
+    from bench import environment
+
     for change in ("threads", "engine"):
         with monkeypatch.context() as m:
-            if change == "threads":
-                m.setenv("OMP_NUM_THREADS", "1")
+            if change == "threads":  # as started with OMP_NUM_THREADS=N (a library may set it later)
+                threads = environment.LAUNCH_THREADS.get("OMP_NUM_THREADS")
+                m.setattr(environment, "LAUNCH_THREADS", {"OMP_NUM_THREADS": "3" if threads != "3" else "5"})
             else:
                 m.setattr(search, "ENGINE", "numpy" if search.ENGINE == "faiss" else "faiss")
             _, other = read_run(runner.run(config, toy_tasks_dir, encoder_factory=CountingFactory()))
