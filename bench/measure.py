@@ -30,12 +30,10 @@ def _release_free_memory() -> None:
     """Hand memory the allocator keeps after frees back to the system (glibc's ``malloc_trim``),
     so the next peak does not start from what an earlier measurement left behind."""
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to hand back this way
+        ctypes.CDLL(None).malloc_trim(0)  # the C library already loaded (no search for it)
+    except (OSError, AttributeError, TypeError):  # not glibc: nothing to hand back this way
         pass
 
 
