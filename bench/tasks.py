@@ -145,10 +145,13 @@ class TaskRegistry(Registry[TaskSpec]):
 
 def task_registry(tasks_dir: Path | None = None) -> TaskRegistry:
     """Every task declared under ``tasks_dir/retrieval``."""
-    registry = TaskRegistry("task")
+    registry, files = TaskRegistry("task"), {}
     root = (tasks_dir or default_tasks_dir()) / "retrieval"
     for path in sorted(root.glob("*.yaml")):
         spec = read_task_spec(path)
+        if spec.name in files:  # name both files: the user keeps one
+            raise InputError(f"{path}: task {spec.name!r} is defined twice (also in {files[spec.name]})")
+        files[spec.name] = path
         registry.add(spec.name, spec)
     return registry
 

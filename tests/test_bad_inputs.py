@@ -262,6 +262,9 @@ RUN_CASES = {
                                        "sweep.yaml:11: invalid YAML: character #x0007"),
     "YAML nested past the parser's recursion": (lambda w: _append_sweep(w, "extra: " + "[" * 5000 + "]" * 5000 + "\n"),
                                                 2, "sweep.yaml: invalid YAML: nested too deeply"),
+    "a task defined in two files": (
+        lambda w: (w["tasks"] / "retrieval" / "Toy2.yaml").write_text((w["tasks"] / "retrieval" / "Toy.yaml").read_text())
+        and [], 2, "retrieval/Toy2.yaml: task 'Toy' is defined twice (also in "),
     "--tasks-dir that is a file": (lambda w: ["--tasks-dir", str(w["sweep"])], 2, "cannot read it (Not a directory)"),
     "two backends of one id": (lambda w: _sweep(w, "backends: [hashing]", "backends: [hashing, hashing-cpu-float32]"),
                                2, "backends has duplicates: ['hashing-cpu-float32']"),
