@@ -30,14 +30,17 @@ def git_state() -> dict[str, object]:
     return {"git_sha": sha, "git_dirty": dirty}
 
 
+def package_version(name: str) -> str:
+    """An installed package's version, or "absent"."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
 def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+    versions = {name: package_version(name) for name in PACKAGES}
+    return {name: v for name, v in versions.items() if v != "absent"}
 
 
 def cpu_model() -> str:

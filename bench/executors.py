@@ -92,10 +92,7 @@ def _unit_cell(the_plan: Plan, cell: Cell, found: tuple, model, encoded, costs: 
     changed), reused from the cell cache, or evaluated; written into the run folder."""
     finished, reused = found
     if finished is not None:
-        record = units.with_costs(finished, costs)
-        if record != finished:
-            units.write_cell(the_plan, run_dir, cell, record)
-        return record
+        return units.finished_with_costs(the_plan, run_dir, cell, finished, costs)
     data = None
     if reused is not None:
         record = units.with_costs(reused, costs)
@@ -128,10 +125,7 @@ def cell_task(the_plan: Plan, cell: Cell, backend: BackendSpec, costs: dict, run
     """Dask task: evaluate one cell from the cached vectors (never encoding) and write its file."""
     finished = units.read_cell(the_plan, run_dir, cell)
     if finished is not None:
-        record = units.with_costs(finished, costs)
-        if record != finished:
-            units.write_cell(the_plan, run_dir, cell, record)
-        return record
+        return units.finished_with_costs(the_plan, run_dir, cell, finished, costs)
     record = units.cached_cell(the_plan, cell)
     if record is not None:
         record = units.with_costs(record, costs)

@@ -30,21 +30,18 @@ def _seed(seed: int) -> None:
     np.random.seed(seed)
 
 
-def _note_changed_inputs(the_plan: Plan, run) -> None:
-    """On resume: say so when the inputs changed since the run began (its cells are recomputed)."""
+def _previous_manifest(run) -> dict:
+    """The manifest of the run folder being resumed (empty for a new folder)."""
     path = run.path / MANIFEST
-    if run.made_here or not path.is_file():
-        return
-    old = read_json(path).get("inputs_fingerprint")
+    return {} if run.made_here or not path.is_file() else read_json(path)
+
+
+def _note_changed_inputs(the_plan: Plan, run, previous: dict) -> None:
+    """On resume: say so when the inputs changed since the run began (its cells are recomputed)."""
+    old = previous.get("inputs_fingerprint")
     if old and old != the_plan.inputs_fingerprint():
         log.warning("%s: the task data, model or backend changed since this run began; cells computed from the "
                     "old inputs are computed again", run.path.name)  # fmt: skip
-
-
-def _finished(run) -> bool:
-    """Whether the run folder being resumed holds a finished run's manifest."""
-    path = run.path / MANIFEST
-    return not run.made_here and path.is_file() and read_json(path).get("status") == "finished"
 
 
 def run(
@@ -56,11 +53,12 @@ def run(
     """Run a whole sweep and write its results; returns the run directory."""
     the_plan = plan(config, tasks_dir)
     run = open_run_dir(config, run_id)
-    _note_changed_inputs(the_plan, run)
+    previous = _previous_manifest(run)
+    _note_changed_inputs(the_plan, run, previous)
     try:
         _seed(config.seed)
         started = datetime.now(timezone.utc)
-        if not _finished(run):  # a finished run stays so (and listed) until this one replaces its results
+        if previous.get("status") != "finished":  # a finished run stays so (and listed) until this one replaces its results
             write_manifest(the_plan, run.path, started, finished=None)
         run.record(run.path / MANIFEST) if run.made_here else None
         records = EXECUTORS[config.executor](the_plan, run.path, encoder_factory)

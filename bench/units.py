@@ -196,6 +196,15 @@ def with_costs(record: dict, costs: dict) -> dict:
     return {**record, "info": {**record["info"], **costs}}
 
 
+def finished_with_costs(the_plan: Plan, run_dir: Path, cell: Cell, finished: dict, costs: dict) -> dict:
+    """A cell this run id finished earlier, with this run's unit columns (``with_costs``); its file
+    is rewritten only if they changed."""
+    record = with_costs(finished, costs)
+    if record != finished:
+        write_cell(the_plan, run_dir, cell, record)
+    return record
+
+
 def cell_bytes(the_plan: Plan, cell: Cell, record: dict) -> bytes:
     """A cell's file: its identity, its record and their checksum, serialized once for the run
     and the cell cache."""

@@ -81,15 +81,11 @@ TOKENIZATION = 2
 def reader_versions() -> dict[str, str]:
     """The libraries that read the checkpoint for an export (its prompts, limits, tokenizer file
     and module chain): part of every export's identity."""
-    import importlib.metadata
+    from bench.environment import package_version
 
-    out = {}
-    for name in ("sentence-transformers", "transformers", "tokenizers"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    return {name: package_version(name) for name in ("sentence-transformers", "transformers", "tokenizers")}
+
+
 _LIMIT_KEYS = {"max_length"}  # the processing settings the exported tokenization reproduces
 
 
