@@ -52,6 +52,14 @@ def _number(text: str) -> float:
     return value
 
 
+def _tolerance(text: str) -> float:
+    """An absolute tolerance on a 0-1 score: 0 to 1, as a suite's ``tolerance`` is."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"a tolerance is between 0 and 1 (scores are 0-1), got {text!r}")
+    return value
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     """Comma-separated integers; an empty text is an empty list (which the schema refuses)."""
     items = [x.strip() for x in text.split(",")]
@@ -198,7 +206,7 @@ def _add_gate(sub) -> None:
 def _add_reproduce(sub) -> None:
     rep = sub.add_parser("reproduce", help="run a suite and compare with its published scores")
     rep.add_argument("suite", help="a suite name from tasks/suites/ or a suite YAML path")
-    rep.add_argument("--tolerance", type=_number, help="absolute tolerance (default: the suite's, 0.005)")
+    rep.add_argument("--tolerance", type=_tolerance, help="absolute tolerance (default: the suite's, 0.005)")
     rep.add_argument("--backends", type=_str_list, help="override the suite's backend (one)")
     rep.add_argument("--limit", type=_int, help="smoke run: only the first N judged queries (will not match)")
     rep.add_argument("--output-dir", type=_path, default=Path("results"))

@@ -7,7 +7,8 @@ precision and backend that match how the reference was produced, and a tolerance
 declared, any other loads through MTEB. Each reference row is compared with the run's row of the
 same task, split and subset, on that task's own main score (from MTEB's metadata, e.g. nDCG@1
 for LEMBPasskeyRetrieval); it gets published, measured, delta and pass/fail; a task that cannot
-run is an error, which fails the suite too.
+run is an error, which fails the suite too. A row whose reference scored another dataset or model
+revision is "other data", and every row of a ``--limit`` run "limited": neither passes.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from bench import contexts, results, runner
 from bench.config import SweepConfig, default_cache_dir, parse_precision
 from bench.encoders import parse_backend
-from bench.errors import BenchError, InputError, Unavailable
+from bench.errors import BenchError, InputError, Unavailable, did_you_mean
 from bench.models import model_registry
 from bench.paths import default_tasks_dir
 from bench.tasks import task_registry
@@ -43,7 +44,8 @@ class Outcome:
     error: str = ""
     main_score_name: str = ""  # the task's own main score, which both numbers are
     run_dir: str = ""  # where the run of this row was written
-    other_data: str = ""  # how the dataset the run scored differs from the reference's (its revision)
+    other_data: str = ""  # how the dataset or model the run scored differs from the reference's (a revision)
+    limit: int | None = None  # a --limit smoke run: a subset of the task, never a reproduction
 
     @property
     def delta(self) -> float | None:
@@ -53,6 +55,8 @@ class Outcome:
     def status(self) -> str:
         if self.measured is None:
             return "error"
+        if self.limit:
+            return "limited"  # the first `limit` judged queries and a cut corpus: not the published task
         if self.other_data:
             return "other data"  # neither a pass nor a fail: the two numbers score different datasets
         return "pass" if abs(self.delta) <= self.tolerance else "fail"
@@ -80,9 +84,22 @@ def read_reference(path: Path, model: str, tasks: list[str] | None) -> list[dict
                 raise InputError(f"{path}:{reader.line_num}: main_score {text!r} is not a finite number")
             if row["model"] == model and (not tasks or row["task"] in tasks):
                 rows.append(row)
-    if not rows:
+    if not rows and not any(r["model"] == model for r in _model_rows(path)):
         raise InputError(f"{path}: no rows for model {model!r} (see tasks/references/README.md for what each file holds)")
+    found = {r["task"] for r in rows}
+    absent = [t for t in dict.fromkeys(tasks or []) if t not in found]
+    if absent:
+        names = sorted({r["task"] for r in _model_rows(path) if r["model"] == model})
+        raise InputError(f"{path}: the suite's task {absent[0]!r} has no row for model {model!r}"
+                         f"{did_you_mean(absent[0], names)}" + (f" ({len(absent)} such tasks: {', '.join(absent)})"
+                                                                 if len(absent) > 1 else ""))  # fmt: skip
     return rows
+
+
+def _model_rows(path: Path) -> list[dict]:
+    """Every row's model and task (the file was checked line by line already)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        return [{"model": r["model"], "task": r["task"]} for r in csv.DictReader(handle)]
 
 
 def load_suite(name_or_path: str, tasks_dir: Path | None = None) -> dict:
@@ -130,12 +147,15 @@ def measured_row(rows, ref: dict, dim: int, precision: str, context: str = "inde
 
 
 def other_revision(ref: dict, cell) -> str:
-    """Where the reference names the dataset revision it scored and the run another one, what
-    differs ("" when both are the same, or either is not known)."""
-    published, scored = str(ref.get("dataset_revision") or "").strip(), str(cell.get("dataset_revision") or "").strip()
-    if published and scored and published != scored:
-        return f"the reference scored dataset revision {published}, the run {scored}"
-    return ""
+    """Where the reference names the dataset revision it scored, or the model revision that scored
+    it, and the run another one, what differs ("" when both are the same, or either is not known)."""
+    differences = []
+    for what in ("dataset", "model"):
+        column = f"{what}_revision"
+        published, scored = str(ref.get(column) or "").strip(), str(cell.get(column) or "").strip()
+        if published and scored and published != scored:
+            differences.append(f"the reference scored {what} revision {published}, the run {scored}")
+    return "; ".join(differences)
 
 
 def reproduce(suite: dict, output_dir: Path, cache_dir: Path | None = None, tolerance: float | None = None,
@@ -157,7 +177,7 @@ def reproduce(suite: dict, output_dir: Path, cache_dir: Path | None = None, tole
             cell = measured_row(rows, row, model.dim, suite["precision"], suite.get("context", "independent"))
             outcomes.append(Outcome(row["task"], row["split"], row["subset"], row["main_score"], float(cell.main_score),
                                     tol, main_score_name=str(cell.main_score_name), run_dir=str(run_dir),
-                                    other_data=other_revision(row, cell)))  # fmt: skip
+                                    other_data=other_revision(row, cell), limit=limit))  # fmt: skip
         except Unavailable:
             raise  # the hub, a GPU or the weights are missing: every other row would fail the same way
         except BenchError as exc:
@@ -180,5 +200,9 @@ def outcome_table(outcomes: list[Outcome]) -> str:
         lines += ["", "errors (each in full):", *errors]
     other = [f"- {o.task} {o.split} {o.subset}: {o.other_data}" for o in outcomes if o.other_data]
     if other:
-        lines += ["", "other data (not compared: the run's dataset is not the reference's):", *other]
+        lines += ["", "other data (not compared: the run's dataset or model is not the reference's):", *other]
+    limited = [o for o in outcomes if o.status == "limited"]
+    if limited:
+        lines += ["", f"limited ({len(limited)} rows, not compared): --limit {limited[0].limit} scored the first "
+                      f"{limited[0].limit} judged queries of each task over a cut corpus, not the published task"]  # fmt: skip
     return "\n".join(lines)

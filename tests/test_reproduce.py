@@ -118,3 +118,39 @@ def test_a_reference_of_another_dataset_revision_is_neither_a_pass_nor_a_fail(to
         out = capsys.readouterr().out
         assert f"| {status} |" in out
         assert ("the reference scored dataset revision r1, the run r2" in out) == (published == "r1")
+
+
+def test_a_reference_of_another_model_revision_is_neither_a_pass_nor_a_fail(toy_tasks_dir, tmp_path, measured, capsys):
+    _suite(toy_tasks_dir, round(measured, 5))
+    path = toy_tasks_dir / "references" / "toy.csv"
+    path.write_text(path.read_text().replace("test/toy-hashing,v1,", "test/toy-hashing,v0,"))
+    assert _reproduce(toy_tasks_dir, tmp_path) == 1
+    out = capsys.readouterr().out
+    assert "| other data |" in out and "the reference scored model revision v0, the run v1" in out
+
+
+def test_a_limited_run_is_never_a_pass(toy_tasks_dir, tmp_path, measured, capsys):
+    """A --limit subset scores other queries over a cut corpus than the published task: neither a
+    pass nor a fail, even where its number happens to be within the tolerance."""
+    _suite(toy_tasks_dir, round(measured, 5))
+    assert _reproduce(toy_tasks_dir, tmp_path, "--limit", "2") == 1
+    out = capsys.readouterr().out
+    assert "| limited |" in out and "| pass |" not in out and "0/1 within" in out and "--limit 2 scored" in out
+
+
+def test_a_suite_task_without_a_reference_row_is_refused(toy_tasks_dir, tmp_path, measured, capsys):
+    _suite(toy_tasks_dir, round(measured, 5))
+    suite = toy_tasks_dir / "suites" / "toy.yaml"
+    for tasks, expected in (("[Toy, Absent]", "task 'Absent' has no row for model 'test/toy-hashing'"),
+                            ("[toy]", "task 'toy' has no row for model 'test/toy-hashing' (did you mean 'Toy'?)")):
+        suite.write_text(suite.read_text().split("tasks:")[0] + f"tasks: {tasks}\n")
+        assert _reproduce(toy_tasks_dir, tmp_path) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "nan"])
+def test_a_tolerance_outside_0_to_1_is_refused(toy_tasks_dir, tmp_path, measured, capsys, value):
+    _suite(toy_tasks_dir, round(measured, 5))
+    assert _reproduce(toy_tasks_dir, tmp_path, "--tolerance", value) == 2
+    assert "argument --tolerance: " in capsys.readouterr().err
