@@ -23,9 +23,15 @@ def task_aggregates(rows: pd.DataFrame) -> pd.DataFrame:
         key = names[names > 1].index[0]
         raise InputError(f"task {key[1]} has rows scored on different main scores; they cannot be aggregated")
     return rows.groupby(keys, sort=True).agg(
-        main_score_name=("main_score_name", "first"), main_score=("main_score", "mean"),
+        main_score_name=("main_score_name", "first"), main_score=("main_score", _mean),
         entries=("main_score", "size"), splits=("split", _joined), subsets=("subset", _joined),
     ).reset_index()  # fmt: skip
+
+
+def _mean(values: pd.Series) -> float:
+    """MTEB's ``np.mean`` over every entry: one entry without a number leaves the aggregate
+    without one (pandas would skip it and still count it)."""
+    return float(values.mean(skipna=False))
 
 
 def _joined(values: pd.Series) -> str:

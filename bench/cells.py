@@ -30,6 +30,19 @@ def reference_scores(rows: pd.DataFrame) -> pd.Series:
     return rows.join(ref.rename("reference"), on=list(GROUP_KEYS))["reference"]
 
 
+def retention(scores, references):
+    """Score over its reference's score; NaN (shown as "–") where the reference is not above 0,
+    where retention means nothing (a 0.0 reference would read as inf% or nan%)."""
+    if isinstance(references, pd.Series):
+        return scores / references.where(references > 0)
+    return float(scores) / float(references) if references > 0 else float("nan")
+
+
+def retention_text(value) -> str:
+    """A retention as a table shows it: ``97.3%``, or "–" where it is undefined."""
+    return "–" if value is None or pd.isna(value) else f"{100 * value:.1f}%"
+
+
 def torch_reference_scores(rows: pd.DataFrame) -> pd.Series:
     """Per row, the float32 full-width main score of the model on the float32 torch backend
     (what bf16 or int8 weights are measured against); NaN when that backend is not swept."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import results, stats
-from bench.cells import CELL_KEYS, DEFAULT_CONTEXT, reference_scores, torch_reference_scores
+from bench.cells import CELL_KEYS, DEFAULT_CONTEXT, reference_scores, retention, torch_reference_scores
 from bench.metrics import QUALITY_METRICS
 from bench.modelsize import with_parameters
 from bench.types import SweepConfig
@@ -23,8 +23,8 @@ def rows_frame(records: list[dict]) -> pd.DataFrame:
         row["main_score"] = rec["metrics"][rec["info"]["main_score_name"]]
         rows.append(row)
     frame = pd.DataFrame(rows)
-    frame["retention"] = frame.main_score / reference_scores(frame)
-    frame["retention_vs_torch_float32"] = frame.main_score / torch_reference_scores(frame)
+    frame["retention"] = retention(frame.main_score, reference_scores(frame))
+    frame["retention_vs_torch_float32"] = retention(frame.main_score, torch_reference_scores(frame))
     frame = with_parameters(frame)
     front = [*CELL_KEYS, "bytes_per_vector", "main_score", "retention", "retention_vs_torch_float32",
              "parameters", "parameters_source", *QUALITY_METRICS]  # fmt: skip

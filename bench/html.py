@@ -14,7 +14,7 @@ import pandas as pd
 
 from bench import report, results
 from bench.cache import atomic_write_bytes
-from bench.cells import is_lexical
+from bench.cells import is_lexical, retention_text
 from bench.layout import groups, score_label
 from bench.modelsize import with_parameters
 
@@ -54,7 +54,7 @@ def _entry(shown) -> str:
     cls = f' class="{"worse" if shown.mark == " ▼" else "better"}" title="{title} than float32 at full dimension"' \
         if title else ""  # fmt: skip
     ci = f'<br><span class="ci">[{shown.ci_low:.4f}, {shown.ci_high:.4f}]</span>' if pd.notna(shown.ci_low) else ""
-    return f"<span{cls}>{shown.score:.4f}</span> ({100 * shown.retention:.1f}%){escape(shown.mark)}{ci}"
+    return f"<span{cls}>{shown.score:.4f}</span> ({retention_text(shown.retention)}){escape(shown.mark)}{ci}"
 
 
 def _quality(frame: pd.DataFrame, lexical: pd.DataFrame, cmp, table_id: str) -> str:

@@ -11,7 +11,7 @@ import pandas as pd
 from bench import cells, figures, layout, names, plots, precisions, results, stats
 from bench.aggregate import task_aggregates
 from bench.cache import atomic_write_bytes
-from bench.cells import CELL_KEYS, DEFAULT_CONTEXT, cell_label, is_lexical
+from bench.cells import CELL_KEYS, DEFAULT_CONTEXT, cell_label, is_lexical, retention, retention_text
 from bench.layout import GROUP, blank_repeats, column_name, context_pairs, groups, score_label, shown_group, variants
 from bench.modelsize import with_parameters
 
@@ -64,7 +64,7 @@ def table_marks(frame: pd.DataFrame, lexical: pd.DataFrame, cmp: Comparison) -> 
 
 def _shown(row: pd.Series, reference_score: float, marks: dict) -> Shown:
     difference, p_holm = marks.get(tuple(row[k] for k in CELL_KEYS), (0.0, None))
-    return Shown(float(row.main_score), float(row.main_score / reference_score), mark(difference, p_holm),
+    return Shown(float(row.main_score), retention(row.main_score, reference_score), mark(difference, p_holm),
                  row.get("main_score_ci_low"), row.get("main_score_ci_high"))  # fmt: skip
 
 
@@ -90,7 +90,7 @@ def pivot_table(frame: pd.DataFrame, lexical: pd.DataFrame | None = None, cmp: C
     dims, lines = quality_grid(frame, lexical, cmp)
     out = ["| precision | " + " | ".join(str(d) for d in dims) + " |", "|---|" + "---:|" * len(dims)]
     for label, shown in lines:
-        cells = [f"{s.score:.4f} ({100 * s.retention:.1f}%){s.mark}" if s else "" for s in shown]
+        cells = [f"{s.score:.4f} ({retention_text(s.retention)}){s.mark}" if s else "" for s in shown]
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 

@@ -108,3 +108,18 @@ def test_the_aggregates_table_names_each_cells_multiplier_and_context():
     assert "| binary-rescore ×4 (late) | ndcg_at_10 | 0.7500 |" in table
     html = _aggregates(rows)
     assert "binary-rescore ×4 (late)" in html and "rescore_multiplier" not in html and "main score" in html
+
+
+def test_an_aggregate_over_an_entry_without_a_score_has_none():
+    """MTEB's get_score() is np.mean over every entry: a NaN main score leaves the task's aggregate
+    NaN (pandas' mean skipped it while ``entries`` still counted it: 0.6 'over 3 subsets')."""
+    import numpy as np
+    import pandas as pd
+
+    base = dict(model="m", backend="b", dim=32, precision="float32", rescore_multiplier=0, context="independent",
+                main_score_name="ndcg_at_10", task_name="T", split="test")  # fmt: skip
+    rows = pd.DataFrame([{**base, "task": f"T/{s}", "subset": s, "main_score": v}
+                         for s, v in (("a", 0.5), ("b", np.nan), ("c", 0.7))])  # fmt: skip
+    first = task_aggregates(rows).iloc[0]
+    assert first.entries == 3 and np.isnan(first.main_score)
+    assert task_aggregates(rows.assign(main_score=[0.5, 0.6, 0.7])).iloc[0].main_score == pytest.approx(0.6)

@@ -144,3 +144,30 @@ def test_the_pareto_front_is_monotone_on_rows_gathered_from_several_runs():
     b = pd.DataFrame({"cost": [4.0, 64.0, 256.0], "score": [0.10, 0.47, 0.60]})
     front = pareto_front(pd.concat([a, b]), "cost", "score")  # index labels 0, 1, 2 twice
     assert list(front.cost) == [2.0, 4.0, 32.0, 256.0] and list(front.score) == [0.07, 0.10, 0.52, 0.60]
+
+
+def test_retention_against_a_reference_scoring_zero_is_shown_as_undefined():
+    """A reference cell scoring 0.0 has no retention: not 'nan%' or 'inf%' in the tables."""
+    from bench.frames import rows_frame
+    from bench.metrics import QUALITY_METRICS
+    from bench.report import pivot_table
+
+    base = dict(model="m", task="T", backend="b", rescore_multiplier=0, context="independent")
+    records = [{"cell": {**base, "dim": dim, "precision": precision},
+                "info": {"main_score_name": "ndcg_at_10", "bytes_per_vector": dim * 4},
+                "metrics": dict.fromkeys(QUALITY_METRICS, score)}
+               for dim, precision, score in ((32, "float32", 0.0), (16, "float32", 0.1), (32, "int8", 0.0))]  # fmt: skip
+    frame = rows_frame(records)
+    assert frame.retention.isna().all()
+    table = pivot_table(frame)
+    assert "nan%" not in table and "inf%" not in table and "0.1000 (–)" in table
+    html = _entries(frame)
+    assert "<span>0.1000</span> (–)" in html and "%" not in html
+
+
+def _entries(frame):
+    from bench.html import _entry
+    from bench.report import quality_grid, Comparison
+
+    _, lines = quality_grid(frame, frame.iloc[:0], Comparison(None))
+    return " ".join(_entry(s) for _, shown in lines for s in shown if s)
