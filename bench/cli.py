@@ -295,8 +295,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not cuda_available():
         raise InputError("--device cuda: CUDA is not available on this machine")
     models = [model_registry(args.tasks_dir).get(m) for m in args.models]
-    for m in models:
-        profile.require_architecture(m)
+    profile.checked_models(models, args.lengths)
     registry = task_registry(args.tasks_dir)
     specs = {key: spec for name in args.task for key, spec in registry.expand(name).items()}
     tasks = {key: list(load_task(spec).corpus.values()) for key, spec in specs.items()}

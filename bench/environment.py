@@ -62,7 +62,7 @@ def cpu_flags() -> set[str]:
     """The CPU's feature flags (Linux ``/proc/cpuinfo``; empty where it cannot be read)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
+            if line.startswith(("flags", "Features")):  # x86; Arm
                 return set(line.split(":", 1)[1].split())
     except OSError:
         pass
@@ -103,6 +103,8 @@ def cpu_class(flags: set[str] | None = None) -> str:
         return "AVX-512 without VNNI"
     if "avx2" in flags:
         return "AVX2 + AVX-VNNI" if "avx_vnni" in flags else "AVX2 only"
+    if "asimd" in flags:  # Arm: NEON, with SVE and BF16 where present
+        return "Arm NEON" + "".join(f" + {name.upper()}" for name in ("sve", "bf16", "i8mm") if name in flags)
     return "no AVX2"
 
 
@@ -124,7 +126,7 @@ def native_cpu_dtype(dtype: str, flags: set[str] | None = None) -> bool:
     AMX (bfloat16), or AVX512_FP16 or AMX-FP16 (float16), torch emulates them in software,
     often orders of magnitude slower than float32."""
     flags = cpu_flags() if flags is None else flags
-    needs = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}.get(dtype)
+    needs = {"bfloat16": ("avx512_bf16", "amx_bf16", "bf16"), "float16": ("avx512_fp16", "amx_fp16")}.get(dtype)  # bf16: Arm
     return needs is None or any(flag in flags for flag in needs)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
-GATED_MLP = {"qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "gemma3"}
+# Families whose MLP has a gate beside its up projection (three matrices: SwiGLU or GeGLU).
+GATED_MLP = {"qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "gemma3", "gemma3_text", "olmo", "olmo2",
+             "granite", "cohere", "cohere2", "nomic_bert", "phi3", "modernbert"}  # fmt: skip
 
 
 def flops_per_token(config: Mapping[str, object], seq_len: float) -> float:

@@ -287,7 +287,9 @@ def _size_within(dtype: str, size: int, device: str, seconds: float) -> int:
 
     probe = 128
     x = _operands(torch, dtype, probe, device)
-    rate = 2.0 * probe**3 / max(_timed_matmul(torch, dtype, x, x, device), 1e-9)  # FLOP/s at a small size
+    _timed_matmul(torch, dtype, x, x, device)  # the first call sets up the library (15-170x slower on CPU)
+    probe_seconds = min(_timed_matmul(torch, dtype, x, x, device) for _ in range(3))
+    rate = 2.0 * probe**3 / max(probe_seconds, 1e-9)  # FLOP/s at a small size
     while size > probe and 2.0 * size**3 / rate > seconds:
         size //= 2
     return max(size, probe)

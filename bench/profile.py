@@ -159,10 +159,55 @@ def profile_cell(run, cell_lengths: list[int], batch_size: int, vocab: int, devi
     }  # fmt: skip
 
 
+# What ``BidirectionalMeanPooled`` runs: decoder layers under ``model.layers`` with sdpa attention
+# and transformers' attention-mask mapping, made bidirectional (pplx-embed-v1's Qwen3, and Qwen2).
+PROFILED_FAMILIES = ("qwen2", "qwen3")
+# Shapes the FLOP count reads: given, never left to transformers' per-family defaults.
+REQUIRED_SHAPES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
+
+
 def require_architecture(model) -> dict:
+    """The model's ``architecture``, checked before anything is timed, with the shapes the built
+    model really has (``head_dim`` and ``num_key_value_heads`` as transformers resolves them: Qwen3
+    defaults to a head dimension of 128 and 32 key/value heads, not hidden/heads and heads)."""
     if not model.architecture:
         raise InputError(f"model {model.key} has no `architecture` in tasks/models.yaml to profile")
-    return dict(model.architecture)
+    arch = dict(model.architecture)
+    family = arch.get("model_type")
+    if family not in PROFILED_FAMILIES:
+        raise InputError(f"model {model.key}: bench profile runs the {'/'.join(PROFILED_FAMILIES)} architectures "
+                         f"bidirectionally; its `architecture` has model_type {family!r}")  # fmt: skip
+    missing = [k for k in REQUIRED_SHAPES if not isinstance(arch.get(k), int) or isinstance(arch.get(k), bool) or arch[k] < 1]
+    if missing:
+        raise InputError(f"model {model.key}: its `architecture` needs {', '.join(missing)} as positive integers "
+                         "(the FLOP count reads them; transformers' defaults are another model's)")  # fmt: skip
+    config = hf_config(arch)
+    heads, kv_heads = int(config.num_attention_heads), int(config.num_key_value_heads or config.num_attention_heads)
+    if heads % kv_heads:
+        raise InputError(f"model {model.key}: {heads} attention heads cannot share {kv_heads} key/value heads "
+                         "(num_key_value_heads must divide num_attention_heads)")  # fmt: skip
+    head_dim = getattr(config, "head_dim", None) or int(config.hidden_size) // heads
+    return {**arch, "num_key_value_heads": kv_heads, "head_dim": int(head_dim)}
+
+
+def checked_models(models, lengths: Sequence[int]) -> dict[str, tuple[dict, int]]:
+    """Per model key, its checked architecture and token limit; every model is checked, and every
+    fixed length against its limit, before anything is timed."""
+    checked = {}
+    for model in models:
+        arch = require_architecture(model)
+        limit = token_limit(model, arch)
+        if max(lengths, default=0) > limit:
+            raise InputError(f"--lengths {max(lengths)} is over model {model.key}'s limit of {limit} tokens")
+        checked[model.key] = arch, limit
+    return checked
+
+
+def token_limit(model, arch: dict) -> int:
+    """The longest input the model takes: the registry's ``max_length``, else the positions the
+    architecture has."""
+    return int(getattr(model, "max_length", None) or arch.get("max_position_embeddings")
+               or hf_config(arch).max_position_embeddings)  # fmt: skip
 
 
 def predicted_seconds(architecture: dict, lengths: list[int], rate_flops: float | None) -> float | None:
@@ -180,9 +225,9 @@ def _row(model, arch: dict, dtype: str, device: str, batch: int, label: str, len
 def run_profile(models, lengths: Sequence[int], dtypes: Sequence[str], batch_sizes: Sequence[int], device: str,
                 budget: float, repeats: int, task_texts: dict[str, list[str]], task_sample: int, seed: int = 0) -> list[dict]:  # fmt: skip
     """Every (model, dtype, batch size, length) cell; returns rows."""
-    rows = []
+    rows, checked = [], checked_models(models, lengths)
     for model in models:
-        arch = require_architecture(model)
+        arch, limit = checked[model.key]
         for dtype in dtypes:
             warning = emulated_dtype_warning(dtype, f"profile {model.key} {dtype}") if device == "cpu" else None
             if warning:
@@ -192,7 +237,7 @@ def run_profile(models, lengths: Sequence[int], dtypes: Sequence[str], batch_siz
             net = BidirectionalMeanPooled(arch, dtype, device)
             load_seconds, rate = time.perf_counter() - t0, None
             cells = [(str(n), [n]) for n in lengths]
-            cells += [(f"task:{name}", task_lengths(texts, 32768, task_sample, seed)) for name, texts in task_texts.items()]
+            cells += [(f"task:{name}", task_lengths(texts, limit, task_sample, seed)) for name, texts in task_texts.items()]
             for batch in batch_sizes:
                 for label, base in cells:
                     cell_lengths = base * batch if len(base) == 1 else base

@@ -154,6 +154,7 @@ def test_the_int8_peak_is_measured_within_its_budget_too():
     ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, "AVX-512 VNNI, no AMX"),
     ({"avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8", "amx_bf16"}, "AMX"),
     (set(), "no AVX2"),
+    ({"fp", "asimd", "sve", "bf16", "i8mm"}, "Arm NEON + SVE + BF16 + I8MM"),
 ])  # fmt: skip
 def test_cost_figures_name_the_cpu_class_they_hold_for(flags, expected):
     from bench.environment import cpu_class
@@ -205,3 +206,32 @@ def test_alternating_timing_takes_turns_and_rotates_the_starting_run():
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
     order.clear()
     assert set(alternating_medians(runs, 2)) == set("abc") and order == list("abcabc")
+
+
+def test_an_arm_cpus_features_are_read(monkeypatch, tmp_path):
+    """Arm's /proc/cpuinfo lists its features under "Features", not "flags": a Graviton with BF16
+    is neither 'no AVX2' nor warned about bfloat16."""
+    from bench import environment
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd evtstrm sve bf16 i8mm\n\n")
+    real = environment.Path
+    monkeypatch.setattr(environment, "Path", lambda p: real(info) if p == "/proc/cpuinfo" else real(p))
+    assert environment.cpu_flags() >= {"asimd", "bf16"}
+    assert environment.native_cpu_dtype("bfloat16") and not environment.native_cpu_dtype("float16")
+    assert environment.cpu_class() == "Arm NEON + SVE + BF16 + I8MM"
+
+
+def test_the_matmul_peak_size_is_not_chosen_from_a_cold_first_call(monkeypatch):
+    """The first product sets the library up (15-170x slower here); sizing the peak's product
+    from it shrank it to a size too small to measure a peak."""
+    from bench import measure
+
+    calls = []
+
+    def timed(torch, dtype, a, b, device):
+        calls.append(1)
+        return 0.5 if len(calls) == 1 else 2.0 * 128**3 / 400e9  # cold, then 400 GFLOP/s
+
+    monkeypatch.setattr(measure, "_timed_matmul", timed)
+    assert measure._size_within("float32", 2048, "cpu", 1.0) == 2048

@@ -114,3 +114,68 @@ def test_a_cells_peak_memory_does_not_carry_an_earlier_cells(monkeypatch):
         pytest.skip("no peak RSS on this platform")
     assert long > first + 40 * 2**20, (first, long, again)  # the long cell does use more
     assert again < first + 10 * 2**20, (first, long, again)
+
+
+def _counted_flops_per_token(config, length: int) -> float:
+    """FLOPs per token of a model built from ``config`` on the meta device, counted by torch."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModel
+
+    config._attn_implementation = "eager"
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(input_ids=torch.zeros((1, length), dtype=torch.long, device="meta"))
+    return counter.get_total_flops() / length
+
+
+def test_the_flop_count_uses_the_shapes_transformers_builds():
+    """Without ``head_dim`` Qwen3 builds heads of 128 dimensions, not hidden/heads (16 here): the
+    count must be of the model that runs (it read 0.77x of it for pplx-embed-v1-0.6b's shapes)."""
+    from bench.flops import flops_per_token
+    from bench.profile import hf_config, require_architecture
+
+    arch = {k: v for k, v in TINY.items() if k != "head_dim"}
+    model = type("NoHeadDim", (), {"key": "nohd", "architecture": arch})()
+    resolved = require_architecture(model)
+    assert resolved["head_dim"] == 128
+    assert flops_per_token(resolved, 32) == pytest.approx(_counted_flops_per_token(hf_config(arch), 32), rel=1e-9)
+
+
+@pytest.mark.parametrize("family", ["gemma3_text", "olmo2", "granite", "cohere", "llama"])
+def test_gated_mlp_families_are_counted_with_three_matrices(family):
+    from bench.flops import flops_per_token
+    from bench.profile import hf_config
+
+    arch = {"model_type": family, "hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 4, "head_dim": 64, "intermediate_size": 512, "vocab_size": 1000}  # fmt: skip
+    assert flops_per_token(arch, 64) == pytest.approx(_counted_flops_per_token(hf_config(arch), 64), rel=1e-9)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"model_type": "bert"}, "runs the qwen2/qwen3 architectures bidirectionally; its `architecture` has model_type 'bert'"),
+    ({"model_type": None}, "model_type None"),
+    ({"intermediate_size": None}, "needs intermediate_size as positive integers"),
+    ({"num_key_value_heads": 3}, "4 attention heads cannot share 3 key/value heads"),
+])  # fmt: skip
+def test_an_architecture_profile_cannot_run_is_refused_before_timing(tmp_path, capsys, change, message):
+    arch = {k: v for k, v in {**TINY, **change}.items() if v is not None}
+    write_models(tmp_path / "tasks", {"bad": {"name": "test/bad", "revision": "0", "dim": 64, "architecture": arch}})
+    code = main(["profile", "--models", "bad", "--lengths", "8", "--batch-sizes", "1", "--dtypes", "float32",
+                 "--tasks-dir", str(tmp_path / "tasks"), "--output-dir", str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_lengths_are_held_to_the_models_token_limit(tmp_path, capsys):
+    write_models(tmp_path / "tasks", {"short": {"name": "test/short", "revision": "0", "dim": 64, "max_length": 32,
+                                                "architecture": TINY}})  # fmt: skip
+    code = main(["profile", "--models", "short", "--lengths", "64", "--batch-sizes", "1", "--dtypes", "float32",
+                 "--tasks-dir", str(tmp_path / "tasks"), "--output-dir", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2 and "--lengths 64 is over model short's limit of 32 tokens" in capsys.readouterr().err
+    short = type("Short", (), {"key": "short", "architecture": TINY, "max_length": 32})()
+    rows = run_profile([short], [8], ["float32"], [1], "cpu", 60.0, 1, {"Long": ["many words here " * 40] * 3}, 3)
+    task = [r for r in rows if r["length"] == "task:Long"][0]
+    assert task["mean_length"] == 32  # cut at the model's limit, not at 32,768
