@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Container, Iterator, Mapping
 
 from bench.errors import InputError, parse_json
-from bench.taskdata import document_text, judged
+from bench.taskdata import document_text, judged, query_text
 from bench.types import TaskData, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -53,9 +53,11 @@ def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise InputError(f"{path}: unreadable after line {lineno} ({exc})") from None
 
 
-def read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
-    """Records of a JSON-lines file by ``_id``: each line an object with a unique id and the string
-    ``fields`` (not all empty); the first bad line is one error naming ``file:line``."""
+def read_jsonl(path: Path, fields: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Records of a JSON-lines file by ``_id``: each line an object with a unique id, a string
+    ``text`` (as MTEB requires: a body stored under another key is refused, not read as empty) and
+    the other string ``fields`` and ``optional`` fields where present (``fields`` not all empty);
+    the first bad line is one error naming ``file:line``."""
     records: dict[str, dict] = {}
     for lineno, line in numbered_lines(path):
         if not line.strip():
@@ -64,7 +66,10 @@ def read_jsonl(path: Path, fields: tuple[str, ...]) -> dict[str, dict]:
         record, doc_id = json_record(line, where)
         if doc_id in records:
             raise InputError(f"{where}: duplicate id {doc_id!r}")
-        for name in fields:
+        if "text" not in record:
+            keys = ", ".join(map(str, record))
+            raise InputError(f"{where}: record {doc_id!r} has no 'text' field (its keys: {keys})")
+        for name in fields + optional:
             if not isinstance(record.get(name, ""), str):
                 raise InputError(f"{where}: field {name!r} must be a string")
             check_unicode(record.get(name, ""), where, name)
@@ -174,7 +179,13 @@ def load_beir(spec: TaskSpec) -> TaskData:
     """Load a BEIR folder; documents, queries and judgements follow MTEB's rules (``bench.taskdata``)."""
     folder = task_folder(spec)
     docs = read_jsonl(find_file(folder, "corpus.jsonl"), ("title", "text"))
-    all_queries = read_jsonl(find_file(folder, "queries.jsonl"), ("text",))
+    all_queries = read_jsonl(find_file(folder, "queries.jsonl"), ("text",), ("instruction",))
     qrels = read_judgements(folder, spec.split, all_queries, docs, "document id {!r} is not in corpus.jsonl")
     corpus = {d: document_text(r.get("title", ""), r.get("text", "")) for d, r in docs.items()}
-    return judged(spec, corpus, {q: r.get("text", "") for q, r in all_queries.items()}, qrels)
+    return judged(spec, corpus, queries_with_instructions(all_queries), qrels)
+
+
+def queries_with_instructions(records: dict[str, dict]) -> dict[str, str]:
+    """Query texts as MTEB builds them: a record's ``instruction``, where it has one, after its
+    text (``bench.taskdata.query_text``)."""
+    return {q: query_text(r["text"], r.get("instruction")) for q, r in records.items()}

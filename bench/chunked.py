@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import chunking
-from bench.beir import (check_unicode, find_file, json_record, numbered_lines, read_judgements, read_jsonl,
-                        record_id, task_folder)
+from bench.beir import (check_unicode, find_file, json_record, numbered_lines, queries_with_instructions,
+                        read_judgements, read_jsonl, record_id, task_folder)
 from bench.errors import InputError
 from bench.taskdata import judged_chunks
 from bench.types import TaskData, TaskSpec
@@ -101,9 +101,9 @@ def load_chunked(spec: TaskSpec) -> TaskData:
     folder = task_folder(spec)
     documents = read_documents(find_file(folder, "documents.jsonl"))
     chunk_ids = {c for chunks in documents.values() for c, _ in chunks}
-    queries = read_jsonl(find_file(folder, "queries.jsonl"), ("text",))
+    queries = read_jsonl(find_file(folder, "queries.jsonl"), ("text",), ("instruction",))
     qrels = read_judgements(folder, spec.split, queries, chunk_ids, "chunk id {!r} does not exist in documents.jsonl")
-    return judged_chunks(spec, documents, {q: r.get("text", "") for q, r in queries.items()}, qrels)
+    return judged_chunks(spec, documents, queries_with_instructions(queries), qrels)
 
 
 # --------------------------------------------------------------------------- SQuAD-format documents

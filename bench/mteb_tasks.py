@@ -156,12 +156,25 @@ def task_data_from_mteb(task, spec: TaskSpec) -> TaskData:
                          "bench runs full-corpus search only and does not run it")  # fmt: skip
     ids, texts = _column(data["corpus"], "id"), _column(data["corpus"], "text")
     titles = _column(data["corpus"], "title") or [""] * len(ids)
-    corpus = {str(i): document_text(t, x) for i, t, x in zip(ids, titles, texts)}
+    corpus = unique_ids(spec, "corpus", ids, [document_text(t, x) for t, x in zip(titles, texts)])
     q_texts = _column(data["queries"], "text")
     instructions = _column(data["queries"], "instruction") or [None] * len(q_texts)
-    queries = {str(i): query_text(t, n) for i, t, n in zip(_column(data["queries"], "id"), q_texts, instructions)}
+    queries = unique_ids(spec, "queries", _column(data["queries"], "id"),
+                         [query_text(t, n) for t, n in zip(q_texts, instructions)])  # fmt: skip
     qrels = {str(q): {str(d): int(s) for d, s in rels.items()} for q, rels in data["relevant_docs"].items()}
     return judged(spec, corpus, queries, qrels)
+
+
+def unique_ids(spec: TaskSpec, part: str, ids, texts) -> dict[str, str]:
+    """Id -> text; an id twice is refused (MTEB keeps both rows, a mapping would keep the last)."""
+    out: dict[str, str] = {}
+    for i, text in zip(ids, texts):
+        key = str(i)
+        if key in out:
+            raise InputError(f"MTEB task {spec.name} ({spec.subset}, {spec.split}): its {part} has the id {key!r} "
+                             "twice; bench scores each id once and will not pick one of its texts")  # fmt: skip
+        out[key] = text
+    return out
 
 
 def load_mteb(spec: TaskSpec) -> TaskData:

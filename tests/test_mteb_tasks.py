@@ -168,3 +168,24 @@ def test_unknown_mteb_task_gets_mtebs_suggestion(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match="Did you mean: 'ArguAna'"):
         task_registry(REPO / "tasks").expand("mteb:ArguAnna")
+
+
+@pytest.mark.parametrize("part", ["corpus", "queries"])
+def test_an_id_twice_in_an_mteb_task_is_refused(monkeypatch, part):
+    """MTEB keeps both rows of a repeated id; a mapping kept the last text alone (nDCG@10 0.687
+    against mteb's 0.877 on a 4-document task), so bench refuses instead of picking one."""
+    from datasets import Dataset
+
+    task = offline_task(OfflineSpec(name="OfflineDuplicateId", data={"default": {"test": keyword_split(3, False)}}))
+    real = task.load_data
+
+    def load_data(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        rows = list(self.dataset["default"]["test"][part])
+        self.dataset["default"]["test"][part] = Dataset.from_list(rows + [dict(rows[0], text="another text")])
+
+    monkeypatch.setattr(task, "load_data", load_data)
+    register(monkeypatch, task)
+    (spec,) = task_registry(REPO / "tasks").expand("mteb:OfflineDuplicateId").values()
+    with pytest.raises(InputError, match=rf"MTEB task OfflineDuplicateId \(default, test\): its {part} has the id '[^']+' twice"):
+        load_task(spec)
