@@ -42,6 +42,8 @@ class RunInfo:
     grid: dict = field(default_factory=dict)
     cells: int | None = None
     problem: str = ""  # why a folder is listed but cannot be queried
+    limit: int | None = None  # a --limit smoke run: the first N judged queries and a cut corpus
+    task_digests: dict = field(default_factory=dict)  # task -> digest of the data it scored
 
     @property
     def queryable(self) -> bool:
@@ -59,7 +61,8 @@ def _run_info(folder: Path) -> RunInfo:
     config = manifest["config"]
     info = RunInfo(str(manifest["run_id"]), folder, manifest["status"], str(manifest.get("started_at") or ""),
                    str(manifest.get("finished_at") or ""), str(manifest.get("git_sha") or ""),
-                   {k: config.get(k) for k in GRID})  # fmt: skip
+                   {k: config.get(k) for k in GRID}, limit=config.get("limit") or None,
+                   task_digests=dict(manifest.get("task_digests") or {}))  # fmt: skip
     if info.status != "finished":
         return info
     try:
@@ -94,15 +97,22 @@ def connect(runs: list[RunInfo]):
     con = duckdb.connect()
     table = pd.DataFrame([{"run_id": r.run_id, "started_at": r.started_at, "finished_at": r.finished_at,
                            "git_sha": r.git_sha, "path": str(r.path), "rows_file": str(r.path / results.ROWS),
-                           "per_query_file": str(r.path / results.PER_QUERY)} for r in usable])  # fmt: skip
+                           "per_query_file": str(r.path / results.PER_QUERY), "query_limit": r.limit}
+                          for r in usable])  # fmt: skip
+    table["query_limit"] = table.query_limit.astype("Int64")
+    digests = pd.DataFrame([{"run_id": r.run_id, "task": str(t), "task_digest": str(d)}
+                            for r in usable for t, d in r.task_digests.items()],
+                           columns=["run_id", "task", "task_digest"])  # fmt: skip
     con.register("runs_table", table)
-    con.execute("CREATE VIEW runs AS SELECT run_id, started_at, finished_at, git_sha, path FROM runs_table")
+    con.register("digests_table", digests)
+    con.execute("CREATE VIEW runs AS SELECT run_id, started_at, finished_at, git_sha, path, query_limit FROM runs_table")
     rows = _sql_list([r.path / results.ROWS for r in usable])
     con.execute(f"CREATE VIEW raw_rows AS SELECT * FROM read_parquet({rows}, union_by_name=true, filename=true)")
     present = {c[0] for c in con.execute("DESCRIBE raw_rows").fetchall()}
     extra = "".join(f", CAST(NULL AS {t}) AS {c}" for c, t in OPTIONAL_COLUMNS.items() if c not in present)
-    con.execute(f"CREATE VIEW rows AS SELECT r.* EXCLUDE (filename){extra}, t.run_id, t.started_at "
-                "FROM raw_rows r JOIN runs_table t ON r.filename = t.rows_file")  # fmt: skip
+    con.execute(f"CREATE VIEW rows AS SELECT r.* EXCLUDE (filename){extra}, t.run_id, t.started_at, t.query_limit, "
+                "d.task_digest FROM raw_rows r JOIN runs_table t ON r.filename = t.rows_file "
+                "LEFT JOIN digests_table d ON d.run_id = t.run_id AND d.task = r.task")  # fmt: skip
     with_pq = [r for r in usable if (r.path / results.PER_QUERY).is_file()]
     if with_pq:
         files = _sql_list([r.path / results.PER_QUERY for r in with_pq])
@@ -115,32 +125,42 @@ def model_history(con, model: str) -> pd.DataFrame:
     """All cells of a model in every run, oldest run first."""
     return con.execute(
         "SELECT run_id, started_at, task, backend, dim, precision, rescore_multiplier, main_score_name, main_score, "
-        "bytes_per_vector FROM rows WHERE model = ? "
+        "bytes_per_vector, query_limit FROM rows WHERE model = ? "
         "ORDER BY started_at, run_id, task, backend, dim DESC, precision, rescore_multiplier", [model]).df()  # fmt: skip
 
 
 def best_under_budget(con, max_bytes: float, task: str | None = None) -> pd.DataFrame:
-    """Per task (and main score), the cell with the highest main score among those storing at most
-    ``max_bytes`` per vector, over every run (the smaller, then the newer cell wins a tie)."""
-    where, params = "bytes_per_vector <= ?", [float(max_bytes)]
+    """Per task data (task, the digest of the data scored, main score), the cell with the highest
+    main score among those storing at most ``max_bytes`` per vector, over every run but ``--limit``
+    smoke runs (the smaller, then the newer cell wins a tie). Runs that scored other data under one
+    task name (edited judgements, another revision) are answered apart, each with its digest."""
+    where, params = "bytes_per_vector <= ? AND query_limit IS NULL", [float(max_bytes)]
     if task is not None:
         where, params = where + " AND task = ?", params + [task]
     return con.execute(
-        f"SELECT task, main_score_name, main_score, model, backend, dim, precision, rescore_multiplier, "
-        f"bytes_per_vector, run_id FROM rows WHERE {where} "
-        "QUALIFY row_number() OVER (PARTITION BY task, main_score_name ORDER BY main_score DESC, "
-        "bytes_per_vector, started_at DESC) = 1 ORDER BY task", params).df()  # fmt: skip
+        f"SELECT task, left(task_digest, 12) AS task_data, main_score_name, main_score, model, backend, dim, precision, "
+        f"rescore_multiplier, bytes_per_vector, run_id FROM rows WHERE {where} "
+        "QUALIFY row_number() OVER (PARTITION BY task, task_digest, main_score_name ORDER BY main_score DESC, "
+        "bytes_per_vector, started_at DESC) = 1 ORDER BY task, task_data", params).df()  # fmt: skip
 
 
 def task_models(con, task: str) -> pd.DataFrame:
-    """Every (model, backend) evaluated on a task, from its newest run there: the float32 score at its
-    widest dimension, its best cell, parameter count and encode throughput; best first."""
+    """Every (model, backend) evaluated on a task, from its newest run there (``--limit`` smoke runs
+    left out): the float32 score at its widest dimension, its best cell, parameter count, encode
+    throughput and the digest of the task data it scored (rows scored on other data say so by
+    it); best first."""
     return con.execute(
-        "WITH t AS (SELECT * FROM rows WHERE task = ?), "
+        "WITH t AS (SELECT * FROM rows WHERE task = ? AND query_limit IS NULL), "
         "newest AS (SELECT model, backend, max(started_at) AS started_at FROM t GROUP BY model, backend), "
         "r AS (SELECT t.* FROM t JOIN newest USING (model, backend, started_at)) "
         "SELECT model, backend, any_value(main_score_name) AS main_score_name, "
         "arg_max(main_score, dim) FILTER (WHERE precision = 'float32' AND rescore_multiplier = 0) AS float32_score, "
         "max(main_score) AS best_score, arg_max(precision || '@' || dim, main_score) AS best_cell, "
         "any_value(parameters) AS parameters, any_value(documents_per_second) AS documents_per_second, "
-        "any_value(run_id) AS run_id FROM r GROUP BY model, backend ORDER BY best_score DESC", [task]).df()  # fmt: skip
+        "left(any_value(task_digest), 12) AS task_data, any_value(run_id) AS run_id FROM r GROUP BY model, backend "
+        "ORDER BY best_score DESC", [task]).df()  # fmt: skip
+
+
+def limited_runs(con) -> int:
+    """How many queryable runs are ``--limit`` smoke runs (left out of the budget and task answers)."""
+    return int(con.execute("SELECT count(*) FROM runs WHERE query_limit IS NOT NULL").fetchone()[0])

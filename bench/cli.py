@@ -409,10 +409,13 @@ def cmd_query(args: argparse.Namespace) -> int:
         frame = catalog.task_models(con, args.value)
     else:
         frame = catalog.best_under_budget(con, _budget(args.value), args.task)
+    limited = catalog.limited_runs(con) if args.question != "model" else 0
     if frame.empty:
         print(f"no cells match ({args.question} {args.value})")
-        return 0
-    print(markdown_table(frame.map(_cell_text), 0))
+    else:
+        print(markdown_table(frame.map(_cell_text), 0))
+    if limited:
+        print(f"left out: {limited} --limit run(s) (smoke subsets, not the task's score); `bench query model` lists them")
     return 0
 
 

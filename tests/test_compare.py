@@ -147,10 +147,31 @@ def test_the_store_answers_across_runs_and_ls_lists_them(world, capsys):
     assert out[1].startswith("a\tfinished\t") and "cells=6\tmodels=toy\ttasks=Gen" in out[1]
     assert out[0].startswith("broken\tinvalid\t") and "no schema_version" in out[0]
     assert main(["query", "budget", "8", "--results-dir", str(world["results"])]) == 0
-    assert "| Gen | ndcg_at_10 |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| Gen | " in out and " | ndcg_at_10 | " in out and "left out" not in out
     assert main(["query", "budget", "-1", "--results-dir", str(world["results"])]) == 2
     assert "expected a number of bytes >= 0" in capsys.readouterr().err
     assert a.name == "a"
+
+
+def test_the_store_leaves_limit_runs_out_of_a_tasks_score(world, capsys):
+    """A --limit smoke run scores a few queries over a cut corpus; it scored 1.0 where the task's
+    run scored 0.95, and was answered as the task's best and newest score."""
+    _run(world, "full", precisions=("float32",))
+    smoke = _run(world, "smoke", precisions=("float32",), limit=2)
+    con = catalog.connect(catalog.find_runs(world["results"]))
+    assert set(catalog.best_under_budget(con, 1e9).run_id) == {"full"}
+    assert set(catalog.task_models(con, "Gen").run_id) == {"full"}
+    history = catalog.model_history(con, "toy")
+    assert (history[history.run_id == "smoke"].query_limit == 2).all()
+    assert history[history.run_id == "full"].query_limit.isna().all()
+    for question, value in (("budget", "1e9"), ("task", "Gen")):
+        assert main(["query", question, value, "--results-dir", str(world["results"])]) == 0
+        out = capsys.readouterr().out
+        assert "| smoke |" not in out and "| full |" in out and "left out: 1 --limit run(s)" in out
+    # the smoke run's own data has its own digest: alone, it is answered apart, never as the full one's
+    digests = con.execute("SELECT DISTINCT run_id, task_digest FROM rows").df().set_index("run_id").task_digest
+    assert digests["full"] != digests["smoke"] and smoke.name == "smoke"
 
 
 def test_rows_carry_the_parameter_count_and_its_source(world):
