@@ -93,6 +93,15 @@ def test_a_declared_mteb_task_may_not_contradict_mtebs_metadata(tmp_path, monkey
     with pytest.raises(InputError, match=r"m\.yaml: main_score 'ndcg_at_10' differs from MTEB's metadata of "
                                          r"OfflineMultiSubset \('ndcg_at_1'\)"):  # fmt: skip
         task_registry(tmp_path).expand("OfflineMultiSubset")
+    for extra, message in (("subset: de\nlanguages: [eng-Latn]\n", r"languages \['eng-Latn'\] differ from MTEB's "
+                                                                      r"metadata of OfflineMultiSubset \(\['deu-Latn'\]\)"),
+                           ("ignore_identical_ids: true\n", "ignore_identical_ids true differs from MTEB's metadata")):
+        (tmp_path / "retrieval" / "m.yaml").write_text("name: OfflineMultiSubset\nsource: mteb\n" + extra)
+        with pytest.raises(InputError, match=message):  # was overridden without a word
+            task_registry(tmp_path).expand("OfflineMultiSubset")
+    (tmp_path / "retrieval" / "m.yaml").write_text("name: OfflineMultiSubset\nsource: mteb\nsubset: de\n"
+                                                   "languages: [deu-Latn]\n")  # fmt: skip
+    assert [s.languages for s in task_registry(tmp_path).expand("OfflineMultiSubset").values()] == [("deu-Latn",)] * 2
 
 
 def test_bundled_references_whose_main_score_is_not_ndcg_at_10_get_their_tasks_main_score():
