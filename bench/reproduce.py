@@ -203,6 +203,6 @@ def outcome_table(outcomes: list[Outcome]) -> str:
         lines += ["", "other data (not compared: the run's dataset or model is not the reference's):", *other]
     limited = [o for o in outcomes if o.status == "limited"]
     if limited:
-        lines += ["", f"limited ({len(limited)} rows, not compared): --limit {limited[0].limit} scored the first "
-                      f"{limited[0].limit} judged queries of each task over a cut corpus, not the published task"]  # fmt: skip
+        lines += ["", (f"limited ({len(limited)} rows, not compared): --limit {limited[0].limit} scored the first "
+                       f"{limited[0].limit} judged queries of each task over a cut corpus, not the published task")]  # fmt: skip
     return "\n".join(lines)

@@ -167,7 +167,7 @@ def test_retention_against_a_reference_scoring_zero_is_shown_as_undefined():
 
 def _entries(frame):
     from bench.html import _entry
-    from bench.report import quality_grid, Comparison
+    from bench.report import Comparison, quality_grid
 
     _, lines = quality_grid(frame, frame.iloc[:0], Comparison(None))
     return " ".join(_entry(s) for _, shown in lines for s in shown if s)

@@ -177,5 +177,5 @@ def test_lengths_are_held_to_the_models_token_limit(tmp_path, capsys):
     assert code == 2 and "--lengths 64 is over model short's limit of 32 tokens" in capsys.readouterr().err
     short = type("Short", (), {"key": "short", "architecture": TINY, "max_length": 32})()
     rows = run_profile([short], [8], ["float32"], [1], "cpu", 60.0, 1, {"Long": ["many words here " * 40] * 3}, 3)
-    task = [r for r in rows if r["length"] == "task:Long"][0]
+    task = next(r for r in rows if r["length"] == "task:Long")
     assert task["mean_length"] == 32  # cut at the model's limit, not at 32,768

@@ -151,8 +151,8 @@ def test_a_plain_file_beside_its_gz_is_read_and_the_pair_is_named(toy_tasks_dir,
 def _beir(tmp_path, corpus_lines=None, query_lines=None):
     from bench.testing import write_beir_task
 
-    folder = write_beir_task(tmp_path, "Instr", {"d1": ("", "cats purr"), "d2": ("Dogs", "dogs bark")},
-                             {"q1": "cats", "q2": "dogs"}, {"q1": {"d1": 1}, "q2": {"d2": 1}})  # fmt: skip
+    write_beir_task(tmp_path, "Instr", {"d1": ("", "cats purr"), "d2": ("Dogs", "dogs bark")},
+                    {"q1": "cats", "q2": "dogs"}, {"q1": {"d1": 1}, "q2": {"d2": 1}})  # fmt: skip
     data = tmp_path / "data" / "Instr"
     for name, lines in (("corpus.jsonl", corpus_lines), ("queries.jsonl", query_lines)):
         if lines is not None:
