@@ -69,7 +69,7 @@ def read_jsonl(path: Path, fields: tuple[str, ...], optional: tuple[str, ...] = 
         if "text" not in record:
             keys = ", ".join(map(str, record))
             raise InputError(f"{where}: record {doc_id!r} has no 'text' field (its keys: {keys})")
-        for name in fields + optional:
+        for name in fields + tuple(n for n in optional if record.get(n) is not None):  # null: absent, as in mteb
             if not isinstance(record.get(name, ""), str):
                 raise InputError(f"{where}: field {name!r} must be a string")
             check_unicode(record.get(name, ""), where, name)

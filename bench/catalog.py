@@ -4,8 +4,10 @@ Each run folder stays self-contained; the catalog only reads them. ``find_runs``
 folders with their grid and status; ``connect`` opens an in-memory DuckDB database (no server, no
 file written) whose views read the finished runs' Parquet files where they lie:
 
-- ``runs``: one row per finished run (``run_id``, ``started_at``, ``finished_at``, ``git_sha``, ``path``);
-- ``rows``: every result row of every finished run, with its ``run_id`` and ``started_at``;
+- ``runs``: one row per finished run (``run_id``, ``started_at``, ``finished_at``, ``git_sha``, ``path``,
+  ``query_limit``: the ``--limit`` of a smoke run, else NULL);
+- ``rows``: every result row of every finished run, with its run's ``run_id``, ``started_at`` and
+  ``query_limit``, and its task's ``task_digest`` (the data it scored; NULL for older runs);
 - ``per_query``: every per-query score, with its ``run_id``.
 
 ``model_history``, ``best_under_budget`` and ``task_models`` answer the common questions; any other
@@ -100,9 +102,9 @@ def connect(runs: list[RunInfo]):
                            "per_query_file": str(r.path / results.PER_QUERY), "query_limit": r.limit}
                           for r in usable])  # fmt: skip
     table["query_limit"] = table.query_limit.astype("Int64")
-    digests = pd.DataFrame([{"run_id": r.run_id, "task": str(t), "task_digest": str(d)}
+    digests = pd.DataFrame([{"rows_file": str(r.path / results.ROWS), "task": str(t), "task_digest": str(d)}
                             for r in usable for t, d in r.task_digests.items()],
-                           columns=["run_id", "task", "task_digest"])  # fmt: skip
+                           columns=["rows_file", "task", "task_digest"])  # by folder: a copied run keeps its id  # fmt: skip
     con.register("runs_table", table)
     con.register("digests_table", digests)
     con.execute("CREATE VIEW runs AS SELECT run_id, started_at, finished_at, git_sha, path, query_limit FROM runs_table")
@@ -112,7 +114,7 @@ def connect(runs: list[RunInfo]):
     extra = "".join(f", CAST(NULL AS {t}) AS {c}" for c, t in OPTIONAL_COLUMNS.items() if c not in present)
     con.execute(f"CREATE VIEW rows AS SELECT r.* EXCLUDE (filename){extra}, t.run_id, t.started_at, t.query_limit, "
                 "d.task_digest FROM raw_rows r JOIN runs_table t ON r.filename = t.rows_file "
-                "LEFT JOIN digests_table d ON d.run_id = t.run_id AND d.task = r.task")  # fmt: skip
+                "LEFT JOIN digests_table d ON d.rows_file = t.rows_file AND d.task = r.task")  # fmt: skip
     with_pq = [r for r in usable if (r.path / results.PER_QUERY).is_file()]
     if with_pq:
         files = _sql_list([r.path / results.PER_QUERY for r in with_pq])
@@ -161,6 +163,13 @@ def task_models(con, task: str) -> pd.DataFrame:
         "ORDER BY best_score DESC", [task]).df()  # fmt: skip
 
 
-def limited_runs(con) -> int:
-    """How many queryable runs are ``--limit`` smoke runs (left out of the budget and task answers)."""
-    return int(con.execute("SELECT count(*) FROM runs WHERE query_limit IS NOT NULL").fetchone()[0])
+def limited_runs(con, task: str | None = None, max_bytes: float | None = None) -> int:
+    """How many ``--limit`` smoke runs the budget or task answer left out: those with a cell it
+    would otherwise have read (the task's, within the budget)."""
+    where, params = ["query_limit IS NOT NULL"], []
+    if task is not None:
+        where, params = where + ["task = ?"], params + [task]
+    if max_bytes is not None:
+        where, params = where + ["bytes_per_vector <= ?"], params + [float(max_bytes)]
+    query = f"SELECT count(DISTINCT run_id) FROM rows WHERE {' AND '.join(where)}"
+    return int(con.execute(query, params).fetchone()[0])

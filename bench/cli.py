@@ -409,7 +409,11 @@ def cmd_query(args: argparse.Namespace) -> int:
         frame = catalog.task_models(con, args.value)
     else:
         frame = catalog.best_under_budget(con, _budget(args.value), args.task)
-    limited = catalog.limited_runs(con) if args.question != "model" else 0
+    limited = 0
+    if args.question == "task":
+        limited = catalog.limited_runs(con, task=args.value)
+    elif args.question == "budget":
+        limited = catalog.limited_runs(con, task=args.task, max_bytes=_budget(args.value))
     if frame.empty:
         print(f"no cells match ({args.question} {args.value})")
     else:
@@ -432,7 +436,9 @@ def _budget(text: str) -> float:
 def _cell_text(value) -> str:
     if isinstance(value, float):
         return "–" if math.isnan(value) else f"{value:.4f}" if abs(value) < 10 else f"{value:,.1f}"
-    return "–" if value is None else str(value)
+    import pandas as pd  # loaded already: the answer is a DataFrame
+
+    return "–" if value is None or value is pd.NA else str(value)
 
 
 def _list_runs(results_dir: Path) -> None:

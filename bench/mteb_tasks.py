@@ -130,14 +130,16 @@ def expand_mteb(spec: TaskSpec) -> list[TaskSpec]:
             raise InputError(f"{where}: {key} {ours!r} differs from MTEB's metadata of {spec.name} ({theirs!r})")
     splits = [spec.split] if spec.split else list(meta.eval_splits)
     subsets = [spec.subset] if spec.subset else list(langs)
-    if spec.ignore_identical_ids and not task.ignore_identical_ids:  # False is also the default: not checkable
-        raise InputError(f"{where}: ignore_identical_ids true differs from MTEB's metadata of {spec.name} (false)")
+    declared, theirs_rule = spec.ignore_identical_ids, bool(task.ignore_identical_ids)
+    if declared is not None and bool(declared) != theirs_rule:
+        raise InputError(f"{where}: ignore_identical_ids {str(bool(declared)).lower()} differs from MTEB's metadata of "
+                         f"{spec.name} ({str(theirs_rule).lower()})")  # fmt: skip
     theirs = sorted({lang for subset in subsets for lang in langs[subset]})
     if spec.languages and sorted(spec.languages) != theirs:
         raise InputError(f"{where}: languages {list(spec.languages)} differ from MTEB's metadata of {spec.name} "
                          f"({theirs})")  # fmt: skip
     return [replace(spec, split=split, subset=subset, main_score=meta.main_score, revision=revision,
-                    languages=tuple(langs[subset]), ignore_identical_ids=bool(task.ignore_identical_ids))
+                    languages=tuple(langs[subset]), ignore_identical_ids=theirs_rule)
             for split in splits for subset in subsets]  # fmt: skip
 
 

@@ -184,7 +184,8 @@ def require_architecture(model) -> dict:
     config = hf_config(arch)
     heads, kv_heads = int(config.num_attention_heads), int(config.num_key_value_heads or config.num_attention_heads)
     if heads % kv_heads:
-        raise InputError(f"model {model.key}: {heads} attention heads cannot share {kv_heads} key/value heads "
+        given = "" if "num_key_value_heads" in arch else " (not given: transformers' default for the family)"
+        raise InputError(f"model {model.key}: {heads} attention heads cannot share {kv_heads} key/value heads{given} "
                          "(num_key_value_heads must divide num_attention_heads)")  # fmt: skip
     head_dim = getattr(config, "head_dim", None) or int(config.hidden_size) // heads
     return {**arch, "num_key_value_heads": kv_heads, "head_dim": int(head_dim)}

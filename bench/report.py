@@ -122,7 +122,7 @@ def aggregate_frame(rows: pd.DataFrame) -> pd.DataFrame:
         if r.get("context", DEFAULT_CONTEXT) != DEFAULT_CONTEXT:
             label += f" ({r.context})"
         records.append({"model": r.model, "task": r.task_name, "backend": r.backend, "dimension": r.dim,
-                        "precision": label, "main score": r.main_score_name, "aggregate": f"{r.main_score:.4f}",
+                        "precision": label, "main score": r.main_score_name, "aggregate": format_value(r.main_score, "{:.4f}", "main_score"),
                         "entries": r.entries, "splits": r.splits, "subsets": r.subsets})  # fmt: skip
     return pd.DataFrame(records)
 

@@ -221,7 +221,7 @@ class TaskSchema(Schema):
     split: Name | None = None  # None: the source's own (test for BEIR folders; MTEB's metadata)
     subset: Name | None = None
     main_score: Text | None = None
-    ignore_identical_ids: bool = False
+    ignore_identical_ids: bool | None = None  # unset: False, or MTEB's rule for an mteb task
     languages: list[Annotated[str, AfterValidator(_language)]] = []
     query_filter: Text = "mteb"
     revision: Text | int = ""

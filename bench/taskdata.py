@@ -59,7 +59,7 @@ def judged(spec: TaskSpec, corpus: Mapping[str, str], queries: Mapping[str, str]
         raise InputError(f"{where} has no judged queries (no query has a judgement above 0)")
     return TaskData(corpus=mteb_corpus_order(corpus), queries={q: queries[q] for q in qids},
                     qrels={q: dict(qrels[q]) for q in qids},
-                    ignore_identical_ids=spec.ignore_identical_ids)  # fmt: skip
+                    ignore_identical_ids=bool(spec.ignore_identical_ids))  # fmt: skip
 
 
 def judged_chunks(spec: TaskSpec, documents: Mapping[str, Sequence[tuple[str, str]]], queries: Mapping[str, str],

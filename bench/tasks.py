@@ -80,7 +80,9 @@ def read_task_spec(path: Path) -> TaskSpec:
         name=checked.name, source=source, path=(path.parent / checked.path).resolve(),
         split=checked.split if checked.split is not None else _from_source(source, "test"),
         subset=checked.subset if checked.subset is not None else _from_source(source, "default"),
-        main_score=main_score, ignore_identical_ids=checked.ignore_identical_ids, revision=str(checked.revision),
+        main_score=main_score, revision=str(checked.revision),
+        # an mteb task keeps None where it is not declared: expanding it takes MTEB's rule, checking a declared one
+        ignore_identical_ids=checked.ignore_identical_ids if source == "mteb" else bool(checked.ignore_identical_ids),
         languages=tuple(checked.languages), query_filter=checked.query_filter, license=checked.license,
         description=checked.description.strip(), reference=checked.reference, defined_in=str(path),
         chunked=chunked, chunk_words=checked.chunk_words or 0, dataset=checked.dataset or "",
@@ -129,7 +131,7 @@ class TaskRegistry(Registry[TaskSpec]):
             rest, _, split = name[5:].partition("@")
             task, _, subset = rest.partition("/")
             return TaskSpec(name=task, source="mteb", path=Path("."), split=split, subset=subset, main_score="",
-                            defined_in=f"task {name!r}")  # fmt: skip
+                            ignore_identical_ids=None, defined_in=f"task {name!r}")  # fmt: skip
         return super().get(name)
 
     def expand(self, name: str) -> dict[str, TaskSpec]:

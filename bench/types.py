@@ -31,7 +31,7 @@ class TaskSpec:
     split: str = "test"
     subset: str = "default"  # MTEB's hf_subset
     main_score: str = "ndcg_at_10"
-    ignore_identical_ids: bool = False
+    ignore_identical_ids: bool | None = False  # None: an mteb declaration that leaves it to MTEB
     revision: str = ""  # the dataset revision the data equals
     languages: tuple[str, ...] = ()  # language-script codes of the subset, e.g. ("eng-Latn",)
     query_filter: str = "mteb"  # which queries count: "mteb" or "positive" (bench.taskdata)

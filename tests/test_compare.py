@@ -4,6 +4,7 @@ across runs (DuckDB) and ``bench ls runs``."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -172,6 +173,14 @@ def test_the_store_leaves_limit_runs_out_of_a_tasks_score(world, capsys):
     # the smoke run's own data has its own digest: alone, it is answered apart, never as the full one's
     digests = con.execute("SELECT DISTINCT run_id, task_digest FROM rows").df().set_index("run_id").task_digest
     assert digests["full"] != digests["smoke"] and smoke.name == "smoke"
+    assert catalog.limited_runs(con, task="Gen") == 1 and catalog.limited_runs(con, task="Other") == 0
+    assert main(["query", "model", "toy", "--results-dir", str(world["results"])]) == 0
+    assert "<NA>" not in capsys.readouterr().out
+    # a run folder copied as a backup keeps its run id: each parquet row is still one row of the view
+    shutil.copytree(world["results"] / "full", world["results"] / "full-backup")
+    con = catalog.connect(catalog.find_runs(world["results"]))
+    parquet = sum(len(pd.read_parquet(p)) for p in world["results"].glob(f"*/{ROWS}"))
+    assert con.execute("SELECT count(*) FROM rows").fetchone()[0] == parquet
 
 
 def test_rows_carry_the_parameter_count_and_its_source(world):

@@ -122,4 +122,7 @@ def test_an_aggregate_over_an_entry_without_a_score_has_none():
                          for s, v in (("a", 0.5), ("b", np.nan), ("c", 0.7))])  # fmt: skip
     first = task_aggregates(rows).iloc[0]
     assert first.entries == 3 and np.isnan(first.main_score)
+    from bench.report import aggregate_table
+
+    assert "| – | 3 |" in aggregate_table(rows) and "nan" not in aggregate_table(rows)
     assert task_aggregates(rows.assign(main_score=[0.5, 0.6, 0.7])).iloc[0].main_score == pytest.approx(0.6)

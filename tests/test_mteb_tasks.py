@@ -102,6 +102,16 @@ def test_a_declared_mteb_task_may_not_contradict_mtebs_metadata(tmp_path, monkey
     (tmp_path / "retrieval" / "m.yaml").write_text("name: OfflineMultiSubset\nsource: mteb\nsubset: de\n"
                                                    "languages: [deu-Latn]\n")  # fmt: skip
     assert [s.languages for s in task_registry(tmp_path).expand("OfflineMultiSubset").values()] == [("deu-Latn",)] * 2
+    # an explicit false against MTEB's true is a contradiction too; left out, MTEB's rule is taken
+    register(monkeypatch, offline_task(OfflineSpec(name="OfflineIdentical", data={"default": {"test": keyword_split(3, False)}},
+                                                   ignore_identical_ids=True)))  # fmt: skip
+    (tmp_path / "retrieval" / "m.yaml").write_text("name: OfflineIdentical\nsource: mteb\nignore_identical_ids: false\n")
+    with pytest.raises(InputError, match=r"ignore_identical_ids false differs from MTEB's metadata of OfflineIdentical \(true\)"):
+        task_registry(tmp_path).expand("OfflineIdentical")
+    for declaration in ("name: OfflineIdentical\nsource: mteb\n", "name: OfflineIdentical\nsource: mteb\nignore_identical_ids: true\n"):
+        (tmp_path / "retrieval" / "m.yaml").write_text(declaration)
+        assert [s.ignore_identical_ids for s in task_registry(tmp_path).expand("OfflineIdentical").values()] == [True]
+    assert [s.ignore_identical_ids for s in task_registry(REPO / "tasks").expand("mteb:OfflineIdentical").values()] == [True]
 
 
 def test_bundled_references_whose_main_score_is_not_ndcg_at_10_get_their_tasks_main_score():

@@ -158,7 +158,8 @@ def test_gated_mlp_families_are_counted_with_three_matrices(family):
     ({"model_type": "bert"}, "runs the qwen2/qwen3 architectures bidirectionally; its `architecture` has model_type 'bert'"),
     ({"model_type": None}, "model_type None"),
     ({"intermediate_size": None}, "needs intermediate_size as positive integers"),
-    ({"num_key_value_heads": 3}, "4 attention heads cannot share 3 key/value heads"),
+    ({"num_key_value_heads": 3}, "4 attention heads cannot share 3 key/value heads (num_key_value_heads must"),
+    ({"num_key_value_heads": None}, "4 attention heads cannot share 32 key/value heads (not given: transformers' default"),
 ])  # fmt: skip
 def test_an_architecture_profile_cannot_run_is_refused_before_timing(tmp_path, capsys, change, message):
     arch = {k: v for k, v in {**TINY, **change}.items() if v is not None}
