@@ -55,10 +55,11 @@ def load_sentence_transformer(model: ModelSpec, device: str = "cpu", dtype: str 
             trust_remote_code=model.trust_remote_code,
             model_kwargs={"dtype": getattr(torch, dtype)},
         )
-    except OSError as exc:  # not on disk and no hub, or a broken checkpoint
+    except (OSError, ValueError) as exc:  # not on disk and no hub, or a broken checkpoint (a module path with ..)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        kind = Unavailable if local_folder(model) is None else InputError  # a hub id: the hub is what is missing
-        raise kind(f"model {model.key}: cannot load weights from {location}: {first}") from None
+        missing_hub = isinstance(exc, OSError) and local_folder(model) is None  # a hub id: the hub is what is missing
+        raise (Unavailable if missing_hub else InputError)(f"model {model.key}: cannot load weights from {location}: "
+                                                           f"{first}") from None  # fmt: skip
     if model.max_length:  # the registry overrides the checkpoint's own limits, each of them
         override_token_limit(st, model.max_length)
     while len(st) > 1 and type(st[len(st) - 1]).__name__ in model.strip_modules:
