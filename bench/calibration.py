@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,22 @@ def describe(spec: CalibrationSpec) -> str:
     """How rows and the manifest record the calibration set; a file by name and content hash."""
     if spec.kind != "file":
         return spec.label
-    digest = hashlib.sha256(Path(spec.path).read_bytes()).hexdigest()[:12]
-    return f"{spec.label}@sha256:{digest}"
+    return f"{spec.label}@sha256:{(spec.sha256 or file_sha256(spec.path))[:12]}"
+
+
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def pinned_texts(spec: CalibrationSpec) -> tuple[dict[str, str], CalibrationSpec]:
+    """A calibration file's texts and the spec pinned to the content they were read from: its
+    hash before and after reading must agree (a file edited meanwhile is refused), and the cells
+    are then keyed on that hash, never on whatever the file holds when a cell is written."""
+    before = file_sha256(spec.path) if Path(spec.path).is_file() else ""
+    texts = read_texts(spec.path)
+    if file_sha256(spec.path) != before:
+        raise InputError(f"{spec.path}: the calibration file changed while it was read; run again")
+    return texts, replace(spec, sha256=before)
 
 
 def sample_rows(n: int, size: int, seed: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from bench.cache import EmbeddingCache
 from bench.embed import LazyEncoder
 from bench.encoders import EncoderFactory, EncoderOptions
 from bench.errors import InputError
-from bench.planning import Plan, grid
+from bench.planning import Plan, grid, vectors_digest
 from bench.types import BackendSpec, Cell, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,27 @@ def _lazy_encoder(the_plan: Plan, model: ModelSpec, backend: BackendSpec, encode
 
     def load():
         with progress.stage(f"load {model.key} on {backend.id}"):
-            return encoder_factory(model, backend, options)
+            encoder = encoder_factory(model, backend, options)
+        try:
+            _check_unchanged(the_plan, model, backend)
+        except BaseException:
+            encoder.close()
+            raise
+        return encoder
 
     return LazyEncoder(load)
+
+
+def _check_unchanged(the_plan: Plan, model: ModelSpec, backend: BackendSpec) -> None:
+    """Vectors are stored under the identity the plan took of the weights (and everything else they
+    depend on); weights rewritten between planning and loading (a training job saving into the
+    folder) would be stored under their predecessor's. Checked once loaded, before anything is
+    encoded (unchanged files are not read again: their digest is cached by their file status)."""
+    for context in the_plan.config.contexts:
+        planned = the_plan.vector_digests.get((model.key, backend.id, context))
+        if planned is not None and vectors_digest(model, backend, context, the_plan.config.cache_dir) != planned:
+            raise InputError(f"model {model.key} on {backend.id}: its weights or settings changed after this run was "
+                             "planned; nothing was encoded with them: run again")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- in process

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench import contexts, precisions
-from bench.calibration import describe, read_texts
+from bench.calibration import describe, pinned_texts
 from bench.config import validate
 from bench.encoders import output_width, vector_identity
 from bench.errors import InputError
@@ -49,7 +49,10 @@ def plan(config: SweepConfig, tasks_dir: Path | None = None) -> Plan:
     data = {key: load_task(spec) for key, spec in tasks.items()}
     if config.limit:
         data = {name: subset(d, config.limit) for name, d in data.items()}
-    texts = read_texts(config.calibration.path) if config.calibration.kind == "file" else None
+    texts = None
+    if config.calibration.kind == "file":
+        texts, pinned = pinned_texts(config.calibration)
+        config = replace(config, calibration=pinned)
     _check_calibration(config, data)
     _check_chunked(config, tasks)
     models = {m: model_reg.get(m) for m in config.models}

@@ -125,6 +125,7 @@ class CalibrationSpec:
     kind: str = "corpus"
     size: int = 0
     path: Path | None = None
+    sha256: str = ""  # a file's content hash, pinned when the plan reads its texts (see bench.planning)
 
     @property
     def label(self) -> str:

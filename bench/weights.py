@@ -18,6 +18,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import json
+import os
 import re
 from pathlib import Path
 
@@ -82,6 +83,9 @@ def weights_identity(spec: ModelSpec, cache_root: Path | None = None) -> dict[st
         return {"package": package, "version": version, "files": folder_digest(folder, cache_root)}
     if folder is not None:
         return {"path": str(folder.resolve()), "files": folder_digest(folder, cache_root)}
+    if not PINNED.match(spec.revision or ""):
+        raise InputError(f"model {spec.key}: hub weights at revision {spec.revision!r}: a branch or tag moves, so its "
+                         "vectors would be keyed on a name, not on the weights; pin the 40-character commit")  # fmt: skip
     return {"hub": spec.path or spec.name, "revision": spec.revision}
 
 
@@ -100,7 +104,7 @@ def folder_digest(folder: Path, cache_root: Path | None = None) -> str:
     and status-change time, and its inode: a file replaced by another of the same size with its
     old modification time put back (``os.utime``) still changes the last two, so it is read again."""
     folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not _ignored(p.relative_to(folder)))
+    files = sorted(p for p in _files(folder) if not _ignored(p.relative_to(folder)))
     stats = [(str(p.relative_to(folder)), *_stat_key(p)) for p in files]
     key = hashlib.sha256(json.dumps([str(folder.resolve()), stats]).encode()).hexdigest()[:24]
     record = Path(cache_root) / "weights" / f"{key}.json" if cache_root else None
@@ -116,6 +120,21 @@ def folder_digest(folder: Path, cache_root: Path | None = None) -> str:
     if record is not None:
         _store(record, {"folder": str(folder.resolve()), "digest": digest})
     return digest
+
+
+def _files(folder: Path) -> list[Path]:
+    """Every file under ``folder``, through symlinked sub-folders too (a checkpoint's module folder
+    may be a link; ``rglob`` does not enter one, which left its weights out of the digest), each
+    real folder once (a link loop ends there)."""
+    seen, out = set(), []
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        st = os.stat(root)
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        out += [p for p in (Path(root) / n for n in names) if p.is_file()]
+    return out
 
 
 def _stat_key(path: Path) -> tuple[int, int, int, int]:

@@ -1,11 +1,13 @@
 import numpy as np
+import pytest
 
 from bench.cache import EmbeddingCache, text_digest
 from bench.embed import LazyEncoder, embed, namespace_key
+from bench.errors import InputError
 from bench.testing import HashingEncoder
 from bench.types import BackendSpec, ModelSpec, Role
 
-MODEL = ModelSpec(key="toy", name="test/toy", revision="v1", dim=16, max_length=32)
+MODEL = ModelSpec(key="toy", name="test/toy", revision="0123456789abcdef0123456789abcdef01234567", dim=16, max_length=32)
 CPU = BackendSpec("hashing")
 TEXTS = {f"t{i}": f"text number {i} " * (i % 5 + 1) for i in range(40)}
 
@@ -92,3 +94,34 @@ def test_a_weights_file_replaced_with_its_size_and_modification_time_kept_is_rea
     assert (weights / "model.safetensors").stat().st_mtime_ns == before.st_mtime_ns
     assert folder_digest(weights, tmp_path / "cache") != first
     assert folder_digest(weights, tmp_path / "cache") == folder_digest(weights)  # the cache holds the new one
+
+
+def test_weights_in_a_symlinked_module_folder_are_part_of_the_digest(tmp_path):
+    """A checkpoint's module folder may be a link (``0_Transformer -> ../w0``); rglob does not enter
+    it, so retargeting it to other weights kept the digest, and every cached vector with it."""
+    from bench.weights import folder_digest
+
+    for name, byte in (("w0", b"\x00"), ("w1", b"\x01")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(byte * 64)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "modules.json").write_text("[]")
+    (model / "0_Transformer").symlink_to(tmp_path / "w0", target_is_directory=True)
+    first = folder_digest(model, tmp_path / "cache")
+    (model / "0_Transformer").unlink()
+    (model / "0_Transformer").symlink_to(tmp_path / "w1", target_is_directory=True)
+    assert folder_digest(model, tmp_path / "cache") != first
+    (tmp_path / "w1" / "loop").symlink_to(model, target_is_directory=True)  # a link loop ends, once round
+    assert folder_digest(model) == folder_digest(model)
+
+
+def test_hub_weights_are_keyed_on_a_commit_never_on_a_branch():
+    """A branch moves: vectors keyed on "main" were reused after main pointed at other weights."""
+    from bench.weights import weights_identity
+
+    pinned = "8b3219a92973c328a8e22fadcfa821b5dc75636a"
+    assert weights_identity(ModelSpec(key="m", name="org/m", revision=pinned, dim=8)) == {"hub": "org/m", "revision": pinned}
+    for branch in ("main", "v1.0", "", pinned[:12]):
+        with pytest.raises(InputError, match=rf"model m: hub weights at revision '{branch}': a branch or tag moves"):
+            weights_identity(ModelSpec(key="m", name="org/m", revision=branch, dim=8))

@@ -91,3 +91,30 @@ def test_a_larger_multiplier_reranks_a_superset_of_candidates():
 def test_bad_calibration_values_name_where_they_came_from():
     with pytest.raises(InputError, match="--calibration: calibration must be corpus"):
         parse_calibration("most", "--calibration")
+
+
+def test_cells_are_keyed_on_the_calibration_file_the_plan_read(toy_sweep, toy_tasks_dir, tmp_path, monkeypatch):
+    """The texts are read once, when the run is planned; the file was hashed again each time a
+    cell's identity was made, so an edit during the run filed cells fitted on the old texts under
+    the new file's hash (and a later run reused them)."""
+    from bench import calibration
+    from bench.planning import plan
+
+    path = tmp_path / "calib.txt"
+    path.write_text("owls hunt at night\nbees make honey\n")
+    config = with_overrides(load_config(toy_sweep), calibration=parse_calibration(f"file:{path}", "test"))
+    the_plan = plan(config, toy_tasks_dir)
+    read = calibration.describe(the_plan.config.calibration)
+    path.write_text("otters float\nfoxes dig\n")  # edited while the run goes on
+    assert calibration.describe(the_plan.config.calibration) == read != calibration.describe(config.calibration)
+    assert the_plan.calibration_texts == {"line:1": "owls hunt at night", "line:2": "bees make honey"}
+    real = calibration.read_texts
+
+    def edited_while_read(p):
+        texts = real(p)
+        path.write_text("moles tunnel\nbats echo\n")
+        return texts
+
+    monkeypatch.setattr(calibration, "read_texts", edited_while_read)
+    with pytest.raises(InputError, match=r"calib\.txt: the calibration file changed while it was read"):
+        plan(config, toy_tasks_dir)

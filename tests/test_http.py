@@ -259,3 +259,21 @@ def test_a_servers_concurrency_and_batch_size_key_its_cost_measurement():
     assert vector_identity(MODEL, slow, Role.DOCUMENT, None) == vector_identity(MODEL, fast, Role.DOCUMENT, None)
     assert _settings(config, slow) != _settings(config, fast)
 
+
+
+def test_a_servers_query_parameters_are_part_of_its_vectors_identity():
+    """The server sees the URL's query (``?shift=3``, ``?model=...``): vectors asked with another
+    query were reused from the cache. Credentials in it are no part of the key."""
+    from bench.encoders.http import fingerprint
+
+
+    model = ModelSpec(key="m", name="org/m", revision="r", dim=8)
+
+    def key(url):
+        return fingerprint(model, parse_backend({"kind": "http", "name": "s", "url": url}), Role.DOCUMENT, None)
+
+    plain = key("http://127.0.0.1:9/v1/embeddings")
+    assert "query" not in plain  # a URL without a query keeps the key it always had
+    assert key("http://127.0.0.1:9/v1/embeddings?shift=0") != key("http://127.0.0.1:9/v1/embeddings?shift=3")
+    secret = key("http://127.0.0.1:9/v1/embeddings?shift=3&api_key=SECRET123")
+    assert secret["query"] == "shift=3" and "SECRET123" not in str(secret)

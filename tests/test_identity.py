@@ -344,3 +344,41 @@ def test_the_cache_records_what_the_vectors_are(toy_sweep, toy_tasks_dir, tmp_pa
         _native_run(toy_sweep, toy_tasks_dir, server, "base64_int8", ("native-int8",))
     outputs = {json.loads(p.read_text())["output"] for p in (tmp_path / "cache").rglob("namespace.json")}
     assert outputs == {"int8"}
+
+
+def test_weights_rewritten_between_planning_and_loading_are_refused(toy_sweep, toy_tasks_dir, tmp_path):
+    """The plan keys vectors on the weights it hashed; weights saved into the folder before the
+    model loaded (a training job) were encoded and stored under their predecessor's identity."""
+    from bench.config import load_config, with_overrides
+    from bench.encoders import make_encoder, parse_backend
+    from bench.errors import InputError
+    from bench.executors import _lazy_encoder
+    from bench.planning import plan
+    from bench.testing import write_models, write_tiny_bert
+
+    folder = write_tiny_bert(tmp_path / "bert")
+    write_models(toy_tasks_dir, {"tiny": {"name": "test/tiny", "revision": "v1", "dim": 32, "path": str(folder)}})
+    torch_cpu = parse_backend("torch")
+    config = with_overrides(load_config(toy_sweep), models=("tiny",), backends=(torch_cpu,), measure=False)
+    the_plan = plan(config, toy_tasks_dir)
+    assert _lazy_encoder(the_plan, the_plan.models["tiny"], torch_cpu, make_encoder).get() is not None  # unchanged
+    write_tiny_bert(folder, seed=1)  # other weights saved into the same folder
+    with pytest.raises(InputError, match="model tiny on torch-cpu-float32: its weights or settings changed after this "
+                                         "run was planned; nothing was encoded with them"):  # fmt: skip
+        _lazy_encoder(the_plan, the_plan.models["tiny"], torch_cpu, make_encoder).get()
+
+
+def test_a_checkpoint_whose_module_path_leaves_its_folder_is_bad_input(tmp_path):
+    """sentence-transformers refuses a modules.json path with '..' (ValueError): that is the
+    checkpoint's fault, one line and exit 2, not 'internal error ... a bug in bench'."""
+    from bench.encoders.torch_st import load_sentence_transformer
+    from bench.errors import InputError
+    from bench.testing import write_tiny_bert
+    from bench.types import ModelSpec
+
+    folder = write_tiny_bert(tmp_path / "bert")
+    modules = json.loads((folder / "modules.json").read_text())
+    modules[0]["path"] = "../elsewhere"
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(InputError, match=r"model tiny: cannot load weights from .*bert: Invalid model path '\.\./elsewhere'"):
+        load_sentence_transformer(ModelSpec(key="tiny", name="test/tiny", revision="v1", dim=32, path=str(folder)))

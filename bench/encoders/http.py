@@ -131,12 +131,14 @@ def decode_vector(item: object, fmt: str, dim: int) -> np.ndarray:
 
 def fingerprint(model: ModelSpec, backend: BackendSpec, role: Role, cache_root) -> dict:
     """What decides a server's vectors: the normalized endpoint (scheme, host, port, path; never
-    credentials or query), the backend's name, protocol, remote model, encoding format, dimensions,
+    credentials), its query parameters (credentials aside), the backend's name, protocol, remote model, encoding format, dimensions,
     normalization, and how the role and prompt travel. Two servers never share vectors."""
     from bench.schemas import HttpBackendSchema, http_output
 
     o = HttpBackendSchema.model_validate({"kind": "http", "name": backend.name, **dict(backend.options)})
+    query = query_key(o.url)
     return {
+        **({"query": query} if query else {}),  # a URL without a query keeps the key it always had
         "endpoint": endpoint_key(o.url), "name": backend.name, "protocol": o.protocol,
         "remote_model": o.model or model.name, "encoding_format": o.encoding_format or DEFAULT_FORMAT[o.protocol],
         "dimensions": o.dimensions, "normalize": o.normalize, "prompt": model.prompts.get(role.value, ""),
@@ -155,6 +157,18 @@ def estimated_tokens(text: str, bytes_per_token: float) -> int:
     """Tokens a text may take: its UTF-8 bytes / ``bytes_per_token``, rounded up (with 1, an upper
     bound for byte-level BPE tokenizers such as Qwen3's: every token is at least one byte)."""
     return math.ceil(len(text.encode("utf-8")) / bytes_per_token)
+
+
+def query_key(url: str) -> str:
+    """The URL's query parameters, sorted: the server sees them, so they may change its vectors.
+    Credentials (secret-looking parameters, ``api_key=...``) are left out: they decide who may
+    ask, not what comes back, and a key never holds one."""
+    from urllib.parse import parse_qsl
+
+    from bench.redact import redact
+
+    pairs = (f"{k}={v}" for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    return "&".join(sorted(p for p in pairs if redact(p) == p))
 
 
 def endpoint_key(url: str) -> str:
