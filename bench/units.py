@@ -122,7 +122,9 @@ def _lexical_identity(cell: Cell) -> list[str] | None:
     """A lexical baseline's settings and library version (it has no vectors to key on)."""
     if cell.backend != lexical.BACKEND:
         return None
-    return [lexical.version(), lexical.LEXICAL[cell.model].description]
+    spec = lexical.LEXICAL[cell.model]
+    stemmer = [f"PyStemmer {environment.package_version('PyStemmer')}"] if spec.stemmer else []  # its stems are its tokens
+    return [lexical.version(), spec.description, *stemmer]
 
 
 CHECKSUM = "sha256"  # of the cell file's other content, serialized as ``cell_bytes`` writes it

@@ -92,3 +92,17 @@ def test_the_gate_and_the_mteb_export_handle_the_lexical_cell(lexical_run, tmp_p
     assert main(["check", str(lexical_run), "--baseline", str(tmp_path / "base.json")]) == 0
     assert main(["export-mteb", str(lexical_run), str(tmp_path / "mteb")]) == 0
     assert list((tmp_path / "mteb").glob("bm25s__0__sparse/bm25s__bm25/*/Toy.json"))
+
+
+def test_the_stemmed_baselines_identity_names_its_stemmer(monkeypatch):
+    """PyStemmer's stems are the stemmed baseline's tokens: another version may score otherwise, so
+    a cell from it is not reused; the unstemmed baseline's identity does not change with it."""
+    from bench import environment, units
+    from bench.types import Cell
+
+    stemmed, plain = (Cell(name, "Toy", "bm25s", 0, "sparse") for name in ("bm25-stemmed", "bm25"))
+    before = units._lexical_identity(stemmed), units._lexical_identity(plain)
+    assert any(part.startswith("PyStemmer ") for part in before[0])
+    real = environment.package_version
+    monkeypatch.setattr(environment, "package_version", lambda name: "0.0-other" if name == "PyStemmer" else real(name))
+    assert units._lexical_identity(stemmed) != before[0] and units._lexical_identity(plain) == before[1]
