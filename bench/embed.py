@@ -48,8 +48,8 @@ def namespace_key(model: ModelSpec, backend: BackendSpec, role: Role, cache_root
 class LazyEncoder:
     """Loads the model on first use, so a fully cached sweep never loads weights."""
 
-    def __init__(self, factory: Callable[[], Encoder]) -> None:
-        self._factory = factory
+    def __init__(self, factory: Callable[[], Encoder], verify: Callable[[], None] | None = None) -> None:
+        self._factory, self._verify = factory, verify  # verify: run once loaded, outside the load's time
         self._encoder: Encoder | None = None
         self.load_seconds: float | None = None  # how long loading took, once loaded
 
@@ -67,9 +67,16 @@ class LazyEncoder:
             from bench.encoders.exported import build_seconds
 
             t0, built = time.perf_counter(), build_seconds()
-            self._encoder = self._factory()
+            encoder = self._factory()
             # loading only: an export or quantization built on first use is not part of it
             self.load_seconds = time.perf_counter() - t0 - (build_seconds() - built)
+            if self._verify is not None:
+                try:
+                    self._verify()
+                except BaseException:
+                    encoder.close()
+                    raise
+            self._encoder = encoder
         return self._encoder
 
 

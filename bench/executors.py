@@ -32,15 +32,9 @@ def _lazy_encoder(the_plan: Plan, model: ModelSpec, backend: BackendSpec, encode
 
     def load():
         with progress.stage(f"load {model.key} on {backend.id}"):
-            encoder = encoder_factory(model, backend, options)
-        try:
-            _check_unchanged(the_plan, model, backend)
-        except BaseException:
-            encoder.close()
-            raise
-        return encoder
+            return encoder_factory(model, backend, options)
 
-    return LazyEncoder(load)
+    return LazyEncoder(load, verify=lambda: _check_unchanged(the_plan, model, backend))
 
 
 def _check_unchanged(the_plan: Plan, model: ModelSpec, backend: BackendSpec) -> None:

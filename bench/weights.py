@@ -84,8 +84,9 @@ def weights_identity(spec: ModelSpec, cache_root: Path | None = None) -> dict[st
     if folder is not None:
         return {"path": str(folder.resolve()), "files": folder_digest(folder, cache_root)}
     if not PINNED.match(spec.revision or ""):
-        raise InputError(f"model {spec.key}: hub weights at revision {spec.revision!r}: a branch or tag moves, so its "
-                         "vectors would be keyed on a name, not on the weights; pin the 40-character commit")  # fmt: skip
+        read_as = f" (its path {spec.path!r} is not a folder here, so it is read as a hub id)" if spec.path else ""
+        raise InputError(f"model {spec.key}: hub weights at revision {spec.revision!r}{read_as}: a branch or tag moves, "
+                         "so its vectors would be keyed on a name, not on the weights; pin the 40-character commit")  # fmt: skip
     return {"hub": spec.path or spec.name, "revision": spec.revision}
 
 
@@ -127,14 +128,21 @@ def _files(folder: Path) -> list[Path]:
     may be a link; ``rglob`` does not enter one, which left its weights out of the digest), each
     real folder once (a link loop ends there)."""
     seen, out = set(), []
+    real = Path(os.path.realpath(folder))
     for root, dirs, names in os.walk(folder, followlinks=True):
         st = os.stat(root)
         if (st.st_dev, st.st_ino) in seen:
             dirs[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
+        # a link to the folder itself or to one of its parents (``up -> ..``, ``/``) is not part of it
+        dirs[:] = [d for d in dirs if not _encloses(Path(os.path.realpath(Path(root) / d)), real)]
         out += [p for p in (Path(root) / n for n in names) if p.is_file()]
     return out
+
+
+def _encloses(target: Path, folder: Path) -> bool:
+    return target == folder or target in folder.parents
 
 
 def _stat_key(path: Path) -> tuple[int, int, int, int]:

@@ -38,11 +38,13 @@ import base64
 import concurrent.futures
 import contextlib
 import email.utils
+import hashlib
 import json
 import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 from typing import Sequence
@@ -138,7 +140,7 @@ def fingerprint(model: ModelSpec, backend: BackendSpec, role: Role, cache_root) 
     o = HttpBackendSchema.model_validate({"kind": "http", "name": backend.name, **dict(backend.options)})
     query = query_key(o.url)
     return {
-        **({"query": query} if query else {}),  # a URL without a query keeps the key it always had
+        **({"query_sha256": query} if query else {}),  # a URL without a query keeps the key it always had
         "endpoint": endpoint_key(o.url), "name": backend.name, "protocol": o.protocol,
         "remote_model": o.model or model.name, "encoding_format": o.encoding_format or DEFAULT_FORMAT[o.protocol],
         "dimensions": o.dimensions, "normalize": o.normalize, "prompt": model.prompts.get(role.value, ""),
@@ -159,16 +161,19 @@ def estimated_tokens(text: str, bytes_per_token: float) -> int:
     return math.ceil(len(text.encode("utf-8")) / bytes_per_token)
 
 
+# Query parameter names that carry credentials (Azure's ``code``, ``hf_token``, ``X-Amz-Credential``...).
+CREDENTIAL_NAMES = re.compile(r"(?i)key|token|secret|sig|auth|code|pass|credential|session")
+
+
 def query_key(url: str) -> str:
-    """The URL's query parameters, sorted: the server sees them, so they may change its vectors.
-    Credentials (secret-looking parameters, ``api_key=...``) are left out: they decide who may
-    ask, not what comes back, and a key never holds one."""
+    """A SHA-256 of the URL's query parameters, sorted (empty without any): the server sees them,
+    so they may change its vectors. Credential-looking parameters are left out (they decide who
+    may ask, not what comes back), and only a digest is kept, so no value is ever written out."""
     from urllib.parse import parse_qsl
 
-    from bench.redact import redact
-
-    pairs = (f"{k}={v}" for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True))
-    return "&".join(sorted(p for p in pairs if redact(p) == p))
+    pairs = [(k, v) for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)
+             if not CREDENTIAL_NAMES.search(k) and redact(f"{k}={v}") == f"{k}={v}"]  # fmt: skip
+    return hashlib.sha256(json.dumps(sorted(pairs)).encode()).hexdigest() if pairs else ""
 
 
 def endpoint_key(url: str) -> str:
