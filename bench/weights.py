@@ -136,7 +136,7 @@ def _files(folder: Path) -> list[Path]:
             continue
         seen.add((st.st_dev, st.st_ino))
         # a link to the folder itself or to one of its parents (``up -> ..``, ``/``) is not part of it
-        dirs[:] = [d for d in dirs if not _encloses(Path(os.path.realpath(Path(root) / d)), real)]
+        dirs[:] = sorted(d for d in dirs if not _encloses(Path(os.path.realpath(Path(root) / d)), real))  # in a fixed order
         out += [p for p in (Path(root) / n for n in names) if p.is_file()]
     return out
 
