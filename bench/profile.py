@@ -188,7 +188,8 @@ def require_architecture(model) -> dict:
         raise InputError(f"model {model.key}: {heads} attention heads cannot share {kv_heads} key/value heads{given} "
                          "(num_key_value_heads must divide num_attention_heads)")  # fmt: skip
     head_dim = getattr(config, "head_dim", None) or int(config.hidden_size) // heads
-    return {**arch, "num_key_value_heads": kv_heads, "head_dim": int(head_dim)}
+    return {**arch, "num_key_value_heads": kv_heads, "head_dim": int(head_dim),
+            "max_position_embeddings": int(config.max_position_embeddings)}  # fmt: skip
 
 
 def checked_models(models, lengths: Sequence[int]) -> dict[str, tuple[dict, int]]:
@@ -206,9 +207,8 @@ def checked_models(models, lengths: Sequence[int]) -> dict[str, tuple[dict, int]
 
 def token_limit(model, arch: dict) -> int:
     """The longest input the model takes: the registry's ``max_length``, else the positions the
-    architecture has."""
-    return int(getattr(model, "max_length", None) or arch.get("max_position_embeddings")
-               or hf_config(arch).max_position_embeddings)  # fmt: skip
+    architecture has (``arch`` as ``require_architecture`` resolved it)."""
+    return int(getattr(model, "max_length", None) or arch["max_position_embeddings"])
 
 
 def predicted_seconds(architecture: dict, lengths: list[int], rate_flops: float | None) -> float | None:

@@ -68,7 +68,7 @@ def read_reference(path: Path, model: str, tasks: list[str] | None) -> list[dict
         handle = open(path, encoding="utf-8", newline="")
     except FileNotFoundError:
         raise InputError(f"{path}: reference file not found") from None
-    rows = []
+    rows, names = [], set()
     with handle:
         reader = csv.DictReader(handle)
         missing = [c for c in REFERENCE_COLUMNS if c not in (reader.fieldnames or [])]
@@ -82,24 +82,20 @@ def read_reference(path: Path, model: str, tasks: list[str] | None) -> list[dict
                 row["main_score"] = float("nan")
             if not math.isfinite(row["main_score"]):
                 raise InputError(f"{path}:{reader.line_num}: main_score {text!r} is not a finite number")
-            if row["model"] == model and (not tasks or row["task"] in tasks):
-                rows.append(row)
-    if not rows and not any(r["model"] == model for r in _model_rows(path)):
+            if row["model"] == model:
+                names.add(row["task"])  # every task the model has, for a suite task it lacks
+                if not tasks or row["task"] in tasks:
+                    rows.append(row)
+    if not names:
         raise InputError(f"{path}: no rows for model {model!r} (see tasks/references/README.md for what each file holds)")
     found = {r["task"] for r in rows}
     absent = [t for t in dict.fromkeys(tasks or []) if t not in found]
     if absent:
-        names = sorted({r["task"] for r in _model_rows(path) if r["model"] == model})
         raise InputError(f"{path}: the suite's task {absent[0]!r} has no row for model {model!r}"
-                         f"{did_you_mean(absent[0], names)}" + (f" ({len(absent)} such tasks: {', '.join(absent)})"
+                         f"{did_you_mean(absent[0], sorted(names))}" + (f" ({len(absent)} such tasks: {', '.join(absent)})"
                                                                  if len(absent) > 1 else ""))  # fmt: skip
     return rows
 
-
-def _model_rows(path: Path) -> list[dict]:
-    """Every row's model and task (the file was checked line by line already)."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        return [{"model": r["model"], "task": r["task"]} for r in csv.DictReader(handle)]
 
 
 def load_suite(name_or_path: str, tasks_dir: Path | None = None) -> dict:

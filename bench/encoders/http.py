@@ -48,7 +48,7 @@ import re
 import threading
 import time
 from typing import Sequence
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -169,8 +169,6 @@ def query_key(url: str) -> str:
     """A SHA-256 of the URL's query parameters, sorted (empty without any): the server sees them,
     so they may change its vectors. Credential-looking parameters are left out (they decide who
     may ask, not what comes back), and only a digest is kept, so no value is ever written out."""
-    from urllib.parse import parse_qsl
-
     pairs = [(k, v) for k, v in parse_qsl(urlsplit(url).query, keep_blank_values=True)
              if not CREDENTIAL_NAMES.search(k) and redact(f"{k}={v}") == f"{k}={v}"]  # fmt: skip
     return hashlib.sha256(json.dumps(sorted(pairs)).encode()).hexdigest() if pairs else ""
